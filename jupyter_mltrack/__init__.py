@@ -1,0 +1,53 @@
+"""jupyter_mltrack: MLflow's tracking API on a fast embedded store, native to Jupyter.
+
+``import jupyter_mltrack as mlflow`` runs ordinary MLflow tracking code. Everything is imported
+lazily: importing the package costs milliseconds, not SQLAlchemy or pandas.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_FLUENT = (
+    "set_tracking_uri get_tracking_uri set_registry_uri get_registry_uri set_experiment "
+    "create_experiment get_experiment get_experiment_by_name search_experiments "
+    "delete_experiment set_experiment_tag set_experiment_tags start_run end_run active_run "
+    "last_active_run get_run delete_run get_parent_run log_param log_params log_metric "
+    "log_metrics set_tag set_tags delete_tag log_batch log_artifact log_artifacts log_text "
+    "log_dict log_figure log_image get_artifact_uri search_runs flush flush_async_logging "
+    "ActiveRun"
+).split()
+_ELSEWHERE = {
+    "Client": "jupyter_mltrack.tracking.client",
+    "MlflowClient": "jupyter_mltrack.tracking.client",
+    "MlflowException": "jupyter_mltrack.exceptions",
+    "MLTrackError": "jupyter_mltrack.exceptions",
+}
+_SUBMODULES = {"entities", "exceptions", "tracking", "store", "search", "validation"}
+
+__all__ = [*_FLUENT, *_ELSEWHERE, *_SUBMODULES]
+
+if TYPE_CHECKING:
+    from jupyter_mltrack.exceptions import MlflowException, MLTrackError  # noqa: F401
+    from jupyter_mltrack.tracking.client import Client, MlflowClient  # noqa: F401
+    from jupyter_mltrack.tracking.fluent import *  # noqa: F403
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"jupyter_mltrack.{name}")
+    if name in _ELSEWHERE:
+        value = getattr(importlib.import_module(_ELSEWHERE[name]), name)
+    elif name in _FLUENT:
+        value = getattr(importlib.import_module("jupyter_mltrack.tracking.fluent"), name)
+    else:
+        raise AttributeError(f"module 'jupyter_mltrack' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

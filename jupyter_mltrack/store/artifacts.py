@@ -1,0 +1,174 @@
+"""Artifact repositories: where a run's files live. Local folders now; schemes register here."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from jupyter_mltrack.entities import FileInfo
+from jupyter_mltrack.exceptions import InvalidParameterValue, ResourceDoesNotExist
+
+
+def path_to_uri(path: str | os.PathLike[str]) -> str:
+    """An absolute ``file://`` URI for a local path."""
+    return Path(path).resolve().as_uri()
+
+
+def uri_to_path(uri: str) -> str:
+    """The local path of a ``file:`` URI (or a plain path)."""
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return unquote(parsed.path) if parsed.scheme else uri
+    raise InvalidParameterValue(f"Not a local artifact location: {uri!r}.")
+
+
+def clean_artifact_path(artifact_path: str | None) -> str:
+    """Normalize a relative artifact path; refuse anything that would leave the run's folder."""
+    if artifact_path in (None, "", "."):
+        return ""
+    text = str(artifact_path).replace("\\", "/")
+    if text.startswith("/") or (len(text) > 1 and text[1] == ":") or text.startswith("~"):
+        raise InvalidParameterValue(
+            f"Invalid artifact path {artifact_path!r}: it must be relative to the run's "
+            "artifact root (e.g. 'plots/loss.png'), not absolute."
+        )
+    norm = posixpath.normpath(text)
+    if norm == ".." or norm.startswith("../") or "/../" in f"/{text}/":
+        raise InvalidParameterValue(
+            f"Invalid artifact path {artifact_path!r}: '..' would leave the run's artifact "
+            "folder. Use a path inside it, e.g. 'plots/loss.png'."
+        )
+    return "" if norm == "." else norm
+
+
+class LocalArtifactRepository:
+    """A run's (or model's) artifacts in a local folder; every path is checked to stay inside."""
+
+    def __init__(self, artifact_uri: str) -> None:
+        self.artifact_uri = artifact_uri
+        self.root = uri_to_path(artifact_uri)
+
+    def _target(self, artifact_path: str | None) -> str:
+        rel = clean_artifact_path(artifact_path)
+        target = os.path.join(self.root, rel) if rel else self.root
+        root_real = os.path.realpath(self.root)
+        real = os.path.realpath(target)
+        if real != root_real and not real.startswith(root_real + os.sep):
+            raise InvalidParameterValue(
+                f"Invalid artifact path {artifact_path!r}: it resolves outside the run's "
+                "artifact folder (through a symbolic link)."
+            )
+        return target
+
+    def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
+        """Copy one local file into the artifact folder (under ``artifact_path``)."""
+        if not os.path.isfile(local_file):
+            raise ResourceDoesNotExist(f"Cannot log artifact: no such file {local_file!r}.")
+        dest_dir = self._target(artifact_path)
+        os.makedirs(dest_dir, exist_ok=True)
+        dest = self._target(posixpath.join(clean_artifact_path(artifact_path), os.path.basename(local_file)))
+        shutil.copyfile(local_file, dest)
+
+    def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
+        """Copy a local folder's contents into the artifact folder (under ``artifact_path``)."""
+        if not os.path.isdir(local_dir):
+            raise ResourceDoesNotExist(f"Cannot log artifacts: no such folder {local_dir!r}.")
+        dest = self._target(artifact_path)
+        os.makedirs(dest, exist_ok=True)
+        shutil.copytree(local_dir, dest, dirs_exist_ok=True)
+
+    def write_bytes(self, data: bytes, artifact_file: str) -> None:
+        """Write ``data`` as the artifact ``artifact_file`` (atomically: temp file + rename)."""
+        if not clean_artifact_path(artifact_file):
+            raise InvalidParameterValue("artifact_file must name a file, e.g. 'notes/summary.txt'.")
+        dest = self._target(artifact_file)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, dest)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def write_with(self, artifact_file: str, writer: Callable[[str], None]) -> None:
+        """Let ``writer(path)`` produce the artifact file (used for figures and images)."""
+        dest = self._target(artifact_file)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        writer(dest)
+
+    def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
+        """The direct children of ``path`` (the root when None), folders first then files."""
+        rel = clean_artifact_path(path)
+        base = self._target(path)
+        if not os.path.isdir(base):
+            return []
+        infos = []
+        for entry in sorted(os.scandir(base), key=lambda e: e.name):
+            if entry.name.startswith(".tmp-"):
+                continue
+            child = posixpath.join(rel, entry.name) if rel else entry.name
+            if entry.is_dir():
+                infos.append(FileInfo(child, True, None))
+            else:
+                infos.append(FileInfo(child, False, entry.stat().st_size))
+        return infos
+
+    def download_artifacts(self, artifact_path: str = "", dst_path: str | None = None) -> str:
+        """Copy an artifact file or folder to ``dst_path`` (a temp folder if None); return its path."""
+        source = self._target(artifact_path)
+        if not os.path.exists(source):
+            raise ResourceDoesNotExist(
+                f"No artifact {artifact_path!r} in {self.artifact_uri}; "
+                "list_artifacts() shows what exists."
+            )
+        dst_root = dst_path or tempfile.mkdtemp(prefix="mltrack-artifacts-")
+        os.makedirs(dst_root, exist_ok=True)
+        name = os.path.basename(clean_artifact_path(artifact_path)) or os.path.basename(self.root)
+        dest = os.path.join(dst_root, name)
+        if os.path.isdir(source):
+            shutil.copytree(source, dest, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(source, dest)
+        return os.path.abspath(dest)
+
+    def local_path(self, artifact_path: str = "") -> str:
+        """The local path of an artifact, without copying (local repositories only)."""
+        return self._target(artifact_path)
+
+    def delete(self) -> None:
+        """Remove the whole artifact folder."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+_REPOSITORIES: dict[str, Callable[[str], LocalArtifactRepository]] = {
+    "": LocalArtifactRepository,
+    "file": LocalArtifactRepository,
+}
+
+
+def register_artifact_repository(scheme: str, factory: Callable[[str], LocalArtifactRepository]) -> None:
+    """Make ``scheme://`` artifact URIs use ``factory``."""
+    _REPOSITORIES[scheme] = factory
+
+
+def get_artifact_repository(artifact_uri: str) -> LocalArtifactRepository:
+    """The repository for an artifact URI, chosen by scheme."""
+    scheme = urlparse(artifact_uri).scheme
+    if len(scheme) == 1:  # a Windows drive letter, not a scheme
+        scheme = ""
+    try:
+        factory = _REPOSITORIES[scheme]
+    except KeyError:
+        known = ", ".join(sorted(s for s in _REPOSITORIES if s)) or "file"
+        raise InvalidParameterValue(
+            f"No artifact repository for scheme {scheme!r} ({artifact_uri}); supported: {known}."
+        ) from None
+    return factory(artifact_uri)

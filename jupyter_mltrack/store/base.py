@@ -1,0 +1,123 @@
+"""The Store contract every backend implements (embedded SQL today, REST client later)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+from jupyter_mltrack.entities import Experiment, Metric, PagedList, Param, Run, RunInfo, RunTag
+
+
+class Store(abc.ABC):
+    """Experiments, runs and their data. Ids are MLflow's strings; timestamps are ms."""
+
+    artifact_root: str
+
+    # experiments
+    @abc.abstractmethod
+    def create_experiment(
+        self, name: str, artifact_location: str | None = None, tags: dict[str, str] | None = None
+    ) -> str: ...
+
+    @abc.abstractmethod
+    def get_experiment(self, experiment_id: str) -> Experiment: ...
+
+    @abc.abstractmethod
+    def get_experiment_by_name(self, name: str) -> Experiment | None: ...
+
+    @abc.abstractmethod
+    def search_experiments(
+        self,
+        view_type: int,
+        max_results: int,
+        filter_string: str | None,
+        order_by: Sequence[str] | None,
+        page_token: str | None,
+    ) -> PagedList[Experiment]: ...
+
+    @abc.abstractmethod
+    def delete_experiment(self, experiment_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def restore_experiment(self, experiment_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None: ...
+
+    @abc.abstractmethod
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None: ...
+
+    # runs
+    @abc.abstractmethod
+    def create_run(
+        self,
+        experiment_id: str,
+        user_id: str,
+        start_time: int,
+        tags: dict[str, str],
+        run_name: str | None,
+    ) -> Run: ...
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> Run: ...
+
+    @abc.abstractmethod
+    def update_run_info(
+        self, run_id: str, run_status: str | None, end_time: int | None, run_name: str | None
+    ) -> RunInfo: ...
+
+    @abc.abstractmethod
+    def delete_run(self, run_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def restore_run(self, run_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def writable_run_key(self, run_id: str) -> int:
+        """The internal key metric rows are written under; raises if the run is not writable."""
+
+    @abc.abstractmethod
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric],
+        params: Sequence[Param],
+        tags: Sequence[RunTag],
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def write_metric_rows(self, rows: Sequence[tuple[int, str, float, int, int]]) -> None:
+        """Persist buffered points ``(run_key, key, value, timestamp, step)`` in one transaction."""
+
+    @abc.abstractmethod
+    def delete_tag(self, run_id: str, key: str) -> None: ...
+
+    @abc.abstractmethod
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]: ...
+
+    @abc.abstractmethod
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None,
+        run_view_type: int,
+        max_results: int,
+        order_by: Sequence[str] | None,
+        page_token: str | None,
+    ) -> PagedList[Run]: ...
+
+    @abc.abstractmethod
+    def search_runs_columns(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None,
+        run_view_type: int,
+        max_results: int,
+        order_by: Sequence[str] | None,
+    ) -> dict[str, Any]:
+        """The same search as columns (for DataFrames): ``info`` rows and per-kind key maps."""
+
+    @abc.abstractmethod
+    def gc(self, older_than_ms: int | None = None) -> tuple[list[str], list[str]]:
+        """Permanently remove deleted runs and experiments; return (run ids, experiment ids)."""

@@ -1,0 +1,125 @@
+"""The store's tables (SQLAlchemy Core). Portable SQL only: SQLite and PostgreSQL.
+
+Runs have an integer surrogate key (``runs.id``) used by every child table; the public id is
+``runs.run_uuid``. Params keep a numeric shadow (``value_num``) written at log time so numeric
+comparisons need no casts at query time. NaN metric values are stored as ``value = NULL`` with
+``is_nan = true`` (SQLite cannot store NaN), so NaN never matches a comparison on either database.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+# Bump together with a new migration in migrations/versions/.
+SCHEMA_REVISION = "0001"
+VERSION_TABLE = "mltrack_schema_version"
+
+metadata = MetaData()
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("experiment_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(500), nullable=False, unique=True),
+    Column("artifact_location", String(2000), nullable=False),
+    Column("lifecycle_stage", String(20), nullable=False, default="active"),
+    Column("creation_time", BigInteger),
+    Column("last_update_time", BigInteger),
+)
+
+experiment_tags = Table(
+    "experiment_tags",
+    metadata,
+    Column(
+        "experiment_id",
+        Integer,
+        ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("key", String(250), nullable=False),
+    Column("value", Text),
+    PrimaryKeyConstraint("experiment_id", "key"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_uuid", String(32), nullable=False, unique=True),
+    Column(
+        "experiment_id",
+        Integer,
+        ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(250)),
+    Column("user_id", String(256)),
+    Column("status", String(20), nullable=False),
+    Column("start_time", BigInteger),
+    Column("end_time", BigInteger),
+    Column("lifecycle_stage", String(20), nullable=False),
+    Column("artifact_uri", String(2000)),
+    Column("deleted_time", BigInteger),
+    Index("ix_runs_experiment_start", "experiment_id", "start_time"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=False),
+    Column("value_num", Float),
+    PrimaryKeyConstraint("run_id", "key"),
+    Index("ix_params_key_num", "key", "value_num"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Text),
+    PrimaryKeyConstraint("run_id", "key"),
+)
+
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Float),
+    Column("is_nan", Boolean, nullable=False, default=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    PrimaryKeyConstraint("run_id", "key"),
+    Index("ix_latest_metrics_key_value", "key", "value"),
+)
+
+# The metric history: clustered by (run, key, step) on SQLite (WITHOUT ROWID) so a point costs
+# ~35 bytes and a history read is one range scan. Identical points collapse, as in MLflow.
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("is_nan", Boolean, nullable=False),
+    PrimaryKeyConstraint("run_id", "key", "step", "timestamp", "value", "is_nan"),
+    sqlite_with_rowid=False,
+)

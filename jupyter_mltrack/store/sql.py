@@ -1,0 +1,728 @@
+"""The SQL store (SQLAlchemy Core): one implementation for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import and_, delete, exc, or_, select, update
+from sqlalchemy.engine import Connection
+
+from jupyter_mltrack import names, search, validation
+from jupyter_mltrack.entities import (
+    Experiment,
+    LifecycleStage,
+    Metric,
+    PagedList,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from jupyter_mltrack.exceptions import (
+    InvalidParameterValue,
+    InvalidState,
+    ResourceAlreadyExists,
+    ResourceDoesNotExist,
+    StoreError,
+)
+from jupyter_mltrack.store.artifacts import get_artifact_repository
+from jupyter_mltrack.store.base import Store
+from jupyter_mltrack.store.engine import make_engine
+from jupyter_mltrack.store.migrate import ensure_schema
+from jupyter_mltrack.store.schema import (
+    experiment_tags,
+    experiments,
+    latest_metrics,
+    runs,
+)
+from jupyter_mltrack.store.schema import metrics as metric_history
+from jupyter_mltrack.store.schema import params as run_params
+from jupyter_mltrack.store.schema import tags as run_tags
+
+DEFAULT_EXPERIMENT_ID = "0"
+DEFAULT_EXPERIMENT_NAME = "Default"
+SEARCH_MAX_RESULTS = 50_000
+RUN_NAME_TAG = "mlflow.runName"
+_METRIC_COLUMNS = ("run_id", "key", "step", "timestamp", "value", "is_nan")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _experiment_key(experiment_id: str | int) -> int:
+    try:
+        return int(experiment_id)
+    except (TypeError, ValueError):
+        raise ResourceDoesNotExist(f"No experiment with id {experiment_id!r}.") from None
+
+
+class SqlStore(Store):
+    """Tracking data in a SQL database; artifacts under ``artifact_root`` (a URI)."""
+
+    def __init__(self, db_url: str, artifact_root: str) -> None:
+        self.db_url = db_url
+        self.artifact_root = artifact_root.rstrip("/")
+        self.engine = make_engine(db_url)
+        self.dialect = self.engine.dialect.name
+        try:
+            ensure_schema(self.engine)
+        except StoreError:
+            self.engine.dispose()
+            raise
+        except exc.DBAPIError as err:
+            self.engine.dispose()
+            raise StoreError(f"Cannot open the store {self.describe()}: {err.orig}") from None
+        # run_uuid -> runs.id for runs known to be writable (not deleted) in this process
+        self._writable: dict[str, int] = {}
+        self._metric_insert_sql, self._metric_positional = self._compile_metric_insert()
+        self._ensure_default_experiment()
+
+    def describe(self) -> str:
+        """The database URL without its password."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    # -- transactions -------------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(mltrack_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def _insert(self, table: Any) -> Any:
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(table)
+
+    # -- experiments --------------------------------------------------------------------------
+    def _ensure_default_experiment(self) -> None:
+        with self._read() as conn:
+            exists = conn.execute(
+                select(experiments.c.experiment_id).where(experiments.c.experiment_id == 0)
+            ).first()
+        if exists:
+            return
+        now = _now_ms()
+        with self._write() as conn:
+            conn.execute(
+                self._insert(experiments)
+                .values(
+                    experiment_id=0,
+                    name=DEFAULT_EXPERIMENT_NAME,
+                    artifact_location=f"{self.artifact_root}/0",
+                    lifecycle_stage=LifecycleStage.ACTIVE,
+                    creation_time=now,
+                    last_update_time=now,
+                )
+                .on_conflict_do_nothing()
+            )
+
+    def create_experiment(
+        self, name: str, artifact_location: str | None = None, tags: dict[str, str] | None = None
+    ) -> str:
+        validation.validate_experiment_name(name)
+        now = _now_ms()
+        try:
+            with self._write() as conn:
+                existing = conn.execute(
+                    select(experiments.c.lifecycle_stage).where(experiments.c.name == name)
+                ).first()
+                if existing:
+                    raise self._name_taken(name, existing.lifecycle_stage)
+                result = conn.execute(
+                    experiments.insert().values(
+                        name=name,
+                        artifact_location=artifact_location or "",
+                        lifecycle_stage=LifecycleStage.ACTIVE,
+                        creation_time=now,
+                        last_update_time=now,
+                    )
+                )
+                key = result.inserted_primary_key[0]
+                if not artifact_location:
+                    conn.execute(
+                        update(experiments)
+                        .where(experiments.c.experiment_id == key)
+                        .values(artifact_location=f"{self.artifact_root}/{key}")
+                    )
+                for tag_key, value in (tags or {}).items():
+                    validation.validate_key(tag_key, "Tag")
+                    conn.execute(
+                        experiment_tags.insert().values(
+                            experiment_id=key, key=tag_key, value=validation.tag_value(tag_key, value)
+                        )
+                    )
+        except exc.IntegrityError:
+            raise self._name_taken(name, LifecycleStage.ACTIVE) from None
+        return str(key)
+
+    @staticmethod
+    def _name_taken(name: str, stage: str) -> ResourceAlreadyExists:
+        hint = (
+            " It is deleted: restore it with restore_experiment, or remove it for good with "
+            "`mltrack gc`."
+            if stage == LifecycleStage.DELETED
+            else ""
+        )
+        return ResourceAlreadyExists(f"Experiment {name!r} already exists.{hint}")
+
+    def _experiments_from_rows(self, conn: Connection, rows: Sequence[Any]) -> list[Experiment]:
+        if not rows:
+            return []
+        keys = [r.experiment_id for r in rows]
+        tag_map: dict[int, dict[str, str]] = {k: {} for k in keys}
+        for t in conn.execute(
+            select(experiment_tags).where(experiment_tags.c.experiment_id.in_(keys))
+        ):
+            tag_map[t.experiment_id][t.key] = t.value
+        return [
+            Experiment(
+                experiment_id=str(r.experiment_id),
+                name=r.name,
+                artifact_location=r.artifact_location,
+                lifecycle_stage=r.lifecycle_stage,
+                tags=tag_map[r.experiment_id],
+                creation_time=r.creation_time,
+                last_update_time=r.last_update_time,
+            )
+            for r in rows
+        ]
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        key = _experiment_key(experiment_id)
+        with self._read() as conn:
+            row = conn.execute(select(experiments).where(experiments.c.experiment_id == key)).first()
+            if row is None:
+                raise ResourceDoesNotExist(f"No experiment with id {experiment_id!r}.")
+            return self._experiments_from_rows(conn, [row])[0]
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        with self._read() as conn:
+            row = conn.execute(select(experiments).where(experiments.c.name == name)).first()
+            return self._experiments_from_rows(conn, [row])[0] if row else None
+
+    def search_experiments(
+        self,
+        view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Experiment]:
+        _check_max_results(max_results)
+        offset = search.decode_page_token(page_token)
+        query = search.compile_experiments_search(
+            filter_string, ViewType.stages(view_type), order_by, max_results + 1, offset
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+            found = self._experiments_from_rows(conn, rows[:max_results])
+        token = search.encode_page_token(offset + max_results) if len(rows) > max_results else None
+        return PagedList(found, token)
+
+    def _set_experiment_stage(self, experiment_id: str, stage: str) -> None:
+        key = _experiment_key(experiment_id)
+        if stage == LifecycleStage.DELETED and key == 0:
+            raise InvalidParameterValue("The default experiment (id '0') cannot be deleted.")
+        now = _now_ms()
+        with self._write() as conn:
+            row = conn.execute(
+                select(experiments.c.lifecycle_stage, experiments.c.last_update_time).where(
+                    experiments.c.experiment_id == key
+                )
+            ).first()
+            if row is None:
+                raise ResourceDoesNotExist(f"No experiment with id {experiment_id!r}.")
+            if row.lifecycle_stage == stage:
+                verb = "deleted" if stage == LifecycleStage.DELETED else "active"
+                raise InvalidState(f"Experiment {experiment_id!r} is already {verb}.")
+            conn.execute(
+                update(experiments)
+                .where(experiments.c.experiment_id == key)
+                .values(lifecycle_stage=stage, last_update_time=now)
+            )
+            if stage == LifecycleStage.DELETED:
+                conn.execute(
+                    update(runs)
+                    .where(runs.c.experiment_id == key, runs.c.lifecycle_stage == LifecycleStage.ACTIVE)
+                    .values(lifecycle_stage=LifecycleStage.DELETED, deleted_time=now)
+                )
+                self._writable.clear()
+            else:  # restore the runs that were deleted together with the experiment
+                conn.execute(
+                    update(runs)
+                    .where(runs.c.experiment_id == key, runs.c.deleted_time == row.last_update_time)
+                    .values(lifecycle_stage=LifecycleStage.ACTIVE, deleted_time=None)
+                )
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        self._set_experiment_stage(experiment_id, LifecycleStage.DELETED)
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        self._set_experiment_stage(experiment_id, LifecycleStage.ACTIVE)
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        validation.validate_experiment_name(new_name)
+        key = _experiment_key(experiment_id)
+        try:
+            with self._write() as conn:
+                result = conn.execute(
+                    update(experiments)
+                    .where(experiments.c.experiment_id == key)
+                    .values(name=new_name, last_update_time=_now_ms())
+                )
+                if result.rowcount == 0:
+                    raise ResourceDoesNotExist(f"No experiment with id {experiment_id!r}.")
+        except exc.IntegrityError:
+            raise ResourceAlreadyExists(f"Experiment {new_name!r} already exists.") from None
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: str) -> None:
+        validation.validate_key(key, "Tag")
+        text = validation.tag_value(key, value)
+        exp_key = _experiment_key(experiment_id)
+        with self._write() as conn:
+            self._require_experiment(conn, exp_key, experiment_id, active=True)
+            stmt = self._insert(experiment_tags).values(experiment_id=exp_key, key=key, value=text)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["experiment_id", "key"], set_={"value": stmt.excluded.value}
+                )
+            )
+
+    def _require_experiment(
+        self, conn: Connection, key: int, experiment_id: str, active: bool
+    ) -> Any:
+        row = conn.execute(
+            select(experiments.c.lifecycle_stage, experiments.c.artifact_location).where(
+                experiments.c.experiment_id == key
+            )
+        ).first()
+        if row is None:
+            raise ResourceDoesNotExist(f"No experiment with id {experiment_id!r}.")
+        if active and row.lifecycle_stage != LifecycleStage.ACTIVE:
+            raise InvalidState(
+                f"Experiment {experiment_id!r} is deleted; restore it (restore_experiment) "
+                "before adding to it."
+            )
+        return row
+
+    # -- runs ---------------------------------------------------------------------------------
+    def create_run(
+        self,
+        experiment_id: str,
+        user_id: str,
+        start_time: int,
+        tags: dict[str, str],
+        run_name: str | None,
+    ) -> Run:
+        exp_key = _experiment_key(experiment_id)
+        tag_map = {k: validation.tag_value(validation.validate_key(k, "Tag"), v) for k, v in tags.items()}
+        name = run_name or tag_map.get(RUN_NAME_TAG) or names.generate_run_name()
+        validation.validate_run_name(name)
+        tag_map[RUN_NAME_TAG] = name
+        run_uuid = uuid.uuid4().hex
+        with self._write() as conn:
+            exp = self._require_experiment(conn, exp_key, experiment_id, active=True)
+            artifact_uri = f"{exp.artifact_location.rstrip('/')}/{run_uuid}/artifacts"
+            result = conn.execute(
+                runs.insert().values(
+                    run_uuid=run_uuid,
+                    experiment_id=exp_key,
+                    name=name,
+                    user_id=user_id,
+                    status=RunStatus.RUNNING,
+                    start_time=start_time,
+                    end_time=None,
+                    lifecycle_stage=LifecycleStage.ACTIVE,
+                    artifact_uri=artifact_uri,
+                )
+            )
+            run_key = result.inserted_primary_key[0]
+            conn.execute(
+                run_tags.insert(),
+                [{"run_id": run_key, "key": k, "value": v} for k, v in tag_map.items()],
+            )
+        self._writable[run_uuid] = run_key
+        info = RunInfo(
+            run_id=run_uuid,
+            experiment_id=str(exp_key),
+            user_id=user_id,
+            status=RunStatus.RUNNING,
+            start_time=start_time,
+            end_time=None,
+            lifecycle_stage=LifecycleStage.ACTIVE,
+            artifact_uri=artifact_uri,
+            run_name=name,
+        )
+        return Run(info, RunData.from_dicts({}, {}, dict(tag_map)))
+
+    def _run_row(self, conn: Connection, run_id: str) -> Any:
+        row = conn.execute(select(runs).where(runs.c.run_uuid == run_id)).first()
+        if row is None:
+            raise ResourceDoesNotExist(f"Run {run_id!r} not found.")
+        return row
+
+    def get_run(self, run_id: str) -> Run:
+        with self._read() as conn:
+            row = self._run_row(conn, run_id)
+            data = self._run_data(conn, [row.id])[row.id]
+        return Run(_run_info(row), data)
+
+    def _run_data(self, conn: Connection, run_keys: Any) -> dict[int, RunData]:
+        """Params, latest metrics and tags for runs (a list of keys or a subquery of keys)."""
+        maps = self._run_maps(conn, run_keys)
+        out: dict[int, RunData] = {}
+        if isinstance(run_keys, list):
+            for key in run_keys:
+                out[key] = RunData.from_dicts({}, {}, {})
+        for kind in ("metrics", "params", "tags"):
+            for key, values in maps[kind].items():
+                out.setdefault(key, RunData.from_dicts({}, {}, {}))
+                setattr(out[key], kind, values)
+        return out
+
+    def _run_maps(self, conn: Connection, run_keys: Any) -> dict[str, dict[int, dict[str, Any]]]:
+        """One query per kind: ``{kind: {run_key: {key: value}}}``."""
+        maps: dict[str, dict[int, dict[str, Any]]] = {"metrics": {}, "params": {}, "tags": {}}
+        nan = math.nan
+        metric_rows = conn.execute(
+            select(latest_metrics.c.run_id, latest_metrics.c.key, latest_metrics.c.value, latest_metrics.c.is_nan).where(
+                latest_metrics.c.run_id.in_(run_keys)
+            )
+        )
+        target = maps["metrics"]
+        for run_key, key, value, is_nan in metric_rows:
+            target.setdefault(run_key, {})[key] = nan if is_nan else value
+        for kind, table in (("params", run_params), ("tags", run_tags)):
+            target = maps[kind]
+            for run_key, key, value in conn.execute(
+                select(table.c.run_id, table.c.key, table.c.value).where(table.c.run_id.in_(run_keys))
+            ):
+                target.setdefault(run_key, {})[key] = value
+        return maps
+
+    def update_run_info(
+        self, run_id: str, run_status: str | None, end_time: int | None, run_name: str | None
+    ) -> RunInfo:
+        values: dict[str, Any] = {}
+        if run_status is not None:
+            values["status"] = RunStatus.from_string(RunStatus.to_string(run_status))
+        if end_time is not None:
+            values["end_time"] = validation.int_value(end_time, "end_time")
+        if run_name is not None:
+            values["name"] = validation.validate_run_name(run_name)
+        with self._write() as conn:
+            row = self._run_row(conn, run_id)
+            if values:
+                conn.execute(update(runs).where(runs.c.id == row.id).values(**values))
+            if run_name is not None:
+                stmt = self._insert(run_tags).values(run_id=row.id, key=RUN_NAME_TAG, value=run_name)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
+                    )
+                )
+            row = self._run_row(conn, run_id)
+        return _run_info(row)
+
+    def _set_run_stage(self, run_id: str, stage: str) -> None:
+        with self._write() as conn:
+            row = self._run_row(conn, run_id)
+            deleted_time = _now_ms() if stage == LifecycleStage.DELETED else None
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == row.id)
+                .values(lifecycle_stage=stage, deleted_time=deleted_time)
+            )
+        self._writable.pop(run_id, None)
+
+    def delete_run(self, run_id: str) -> None:
+        self._set_run_stage(run_id, LifecycleStage.DELETED)
+
+    def restore_run(self, run_id: str) -> None:
+        self._set_run_stage(run_id, LifecycleStage.ACTIVE)
+
+    def writable_run_key(self, run_id: str) -> int:
+        key = self._writable.get(run_id)
+        if key is not None:
+            return key
+        with self._read() as conn:
+            row = conn.execute(
+                select(runs.c.id, runs.c.lifecycle_stage).where(runs.c.run_uuid == run_id)
+            ).first()
+        if row is None:
+            raise ResourceDoesNotExist(f"Run {run_id!r} not found.")
+        if row.lifecycle_stage != LifecycleStage.ACTIVE:
+            raise InvalidState(
+                f"Run {run_id!r} is deleted; nothing can be logged to it. Restore it with "
+                "MlflowClient().restore_run(run_id) first."
+            )
+        self._writable[run_id] = row.id
+        return row.id
+
+    # -- logging ------------------------------------------------------------------------------
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[RunTag] = (),
+    ) -> None:
+        run_key = self.writable_run_key(run_id)
+        param_values = _dedupe_params(run_id, params)
+        tag_rows = [
+            {"run_id": run_key, "key": validation.validate_key(t.key, "Tag"), "value": validation.tag_value(t.key, t.value)}
+            for t in tags
+        ]
+        metric_rows = [
+            (
+                run_key,
+                validation.validate_key(m.key, "Metric"),
+                validation.metric_value(m.key, m.value),
+                validation.int_value(m.timestamp, "Metric timestamp"),
+                validation.int_value(m.step or 0, "Metric step"),
+            )
+            for m in metrics
+        ]
+        with self._write() as conn:
+            if param_values:
+                self._insert_params(conn, run_id, run_key, param_values)
+            if tag_rows:
+                stmt = self._insert(run_tags)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
+                    ),
+                    tag_rows,
+                )
+            if metric_rows:
+                self._insert_metrics(conn, metric_rows)
+
+    def _insert_params(
+        self, conn: Connection, run_id: str, run_key: int, values: dict[str, str]
+    ) -> None:
+        rows = [
+            {"run_id": run_key, "key": k, "value": v, "value_num": validation.numeric_shadow(v)}
+            for k, v in values.items()
+        ]
+        conn.execute(self._insert(run_params).on_conflict_do_nothing(), rows)
+        stored = conn.execute(
+            select(run_params.c.key, run_params.c.value).where(
+                run_params.c.run_id == run_key, run_params.c.key.in_(list(values))
+            )
+        ).all()
+        for key, old in stored:
+            if old != values[key]:
+                raise InvalidParameterValue(
+                    f"Changing param values is not allowed. Param {key!r} was already logged "
+                    f"with value {old!r} for run {run_id!r}; attempted new value "
+                    f"{values[key]!r}. Log it under another name, or start a new run."
+                )
+
+    def write_metric_rows(self, rows: Sequence[tuple[int, str, float, int, int]]) -> None:
+        if rows:
+            with self._write() as conn:
+                self._insert_metrics(conn, rows)
+
+    def _compile_metric_insert(self) -> tuple[str, bool]:
+        stmt = self._insert(metric_history).on_conflict_do_nothing()
+        compiled = stmt.compile(dialect=self.engine.dialect, column_keys=list(_METRIC_COLUMNS))
+        return str(compiled), bool(compiled.positional)
+
+    def _insert_metrics(self, conn: Connection, rows: Sequence[tuple[int, str, float, int, int]]) -> None:
+        """History rows through the driver's executemany (the hot path), then latest values."""
+        latest: dict[tuple[int, str], tuple[int, int, float]] = {}
+        history = []
+        for run_key, key, value, timestamp, step in rows:
+            is_nan = value != value
+            history.append((run_key, key, step, timestamp, 0.0 if is_nan else value, is_nan))
+            point = (step, timestamp, value)
+            best = latest.get((run_key, key))
+            if best is None or point[:2] >= best[:2]:
+                latest[(run_key, key)] = point
+        if self._metric_positional:
+            conn.exec_driver_sql(self._metric_insert_sql, history)
+        else:
+            conn.exec_driver_sql(
+                self._metric_insert_sql, [dict(zip(_METRIC_COLUMNS, row)) for row in history]
+            )
+        stmt = self._insert(latest_metrics)
+        ex = stmt.excluded
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["run_id", "key"],
+            set_={"value": ex.value, "is_nan": ex.is_nan, "timestamp": ex.timestamp, "step": ex.step},
+            where=or_(
+                ex.step > latest_metrics.c.step,
+                and_(ex.step == latest_metrics.c.step, ex.timestamp >= latest_metrics.c.timestamp),
+            ),
+        )
+        conn.execute(
+            upsert,
+            [
+                {
+                    "run_id": run_key,
+                    "key": key,
+                    "value": None if value != value else value,
+                    "is_nan": value != value,
+                    "timestamp": timestamp,
+                    "step": step,
+                }
+                for (run_key, key), (step, timestamp, value) in latest.items()
+            ],
+        )
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        run_key = self.writable_run_key(run_id)
+        with self._write() as conn:
+            result = conn.execute(delete(run_tags).where(run_tags.c.run_id == run_key, run_tags.c.key == key))
+            if result.rowcount == 0:
+                raise ResourceDoesNotExist(f"No tag {key!r} on run {run_id!r}.")
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        with self._read() as conn:
+            row = self._run_row(conn, run_id)
+            rows = conn.execute(
+                select(metric_history.c.step, metric_history.c.timestamp, metric_history.c.value, metric_history.c.is_nan)
+                .where(metric_history.c.run_id == row.id, metric_history.c.key == key)
+                .order_by(metric_history.c.step, metric_history.c.timestamp)
+            ).all()
+        nan = math.nan
+        return [Metric(key, nan if is_nan else value, ts, step) for step, ts, value, is_nan in rows]
+
+    # -- search -------------------------------------------------------------------------------
+    def _page_query(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None,
+        run_view_type: int,
+        limit: int,
+        order_by: Sequence[str] | None,
+        offset: int,
+    ) -> Any:
+        keys = [_experiment_key(e) for e in experiment_ids]
+        return search.compile_runs_search(
+            keys, filter_string, ViewType.stages(run_view_type), order_by, limit, offset
+        )
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None = None,
+        run_view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Run]:
+        _check_max_results(max_results)
+        offset = search.decode_page_token(page_token)
+        query = self._page_query(
+            experiment_ids, filter_string, run_view_type, max_results + 1, order_by, offset
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+            page = rows[:max_results]
+            data = self._run_data(conn, [r.id for r in page]) if page else {}
+        found = [Run(_run_info(r), data[r.id]) for r in page]
+        token = search.encode_page_token(offset + max_results) if len(rows) > max_results else None
+        return PagedList(found, token)
+
+    def search_runs_columns(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None = None,
+        run_view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = 100_000,
+        order_by: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        query = self._page_query(experiment_ids, filter_string, run_view_type, max_results, order_by, 0)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+            page_keys = select(query.subquery().c.id)
+            maps = self._run_maps(conn, page_keys) if rows else {"metrics": {}, "params": {}, "tags": {}}
+        return {"runs": rows, **maps}
+
+    # -- garbage collection -------------------------------------------------------------------
+    def gc(self, older_than_ms: int | None = None) -> tuple[list[str], list[str]]:
+        cutoff = _now_ms() - older_than_ms if older_than_ms else None
+        with self._write() as conn:
+            exp_query = select(experiments.c.experiment_id).where(
+                experiments.c.lifecycle_stage == LifecycleStage.DELETED
+            )
+            if cutoff is not None:
+                exp_query = exp_query.where(experiments.c.last_update_time <= cutoff)
+            exp_keys = [r.experiment_id for r in conn.execute(exp_query)]
+            run_query = select(runs.c.id, runs.c.run_uuid, runs.c.artifact_uri).where(
+                or_(runs.c.lifecycle_stage == LifecycleStage.DELETED, runs.c.experiment_id.in_(exp_keys))
+            )
+            if cutoff is not None:
+                run_query = run_query.where(
+                    or_(runs.c.deleted_time <= cutoff, runs.c.experiment_id.in_(exp_keys))
+                )
+            doomed = conn.execute(run_query).all()
+            run_keys = [r.id for r in doomed]
+            for start in range(0, len(run_keys), 500):
+                chunk = run_keys[start : start + 500]
+                for table in (metric_history, latest_metrics, run_params, run_tags):
+                    conn.execute(delete(table).where(table.c.run_id.in_(chunk)))
+                conn.execute(delete(runs).where(runs.c.id.in_(chunk)))
+            if exp_keys:
+                conn.execute(delete(experiment_tags).where(experiment_tags.c.experiment_id.in_(exp_keys)))
+                conn.execute(delete(experiments).where(experiments.c.experiment_id.in_(exp_keys)))
+        for run in doomed:
+            if run.artifact_uri:
+                get_artifact_repository(run.artifact_uri.rsplit("/artifacts", 1)[0]).delete()
+            self._writable.pop(run.run_uuid, None)
+        return [r.run_uuid for r in doomed], [str(k) for k in exp_keys]
+
+
+def _check_max_results(max_results: int) -> None:
+    if not isinstance(max_results, int) or isinstance(max_results, bool) or not (
+        0 < max_results <= SEARCH_MAX_RESULTS
+    ):
+        raise InvalidParameterValue(
+            f"max_results must be an integer between 1 and {SEARCH_MAX_RESULTS}, got {max_results!r}."
+        )
+
+
+def _dedupe_params(run_id: str, params: Sequence[Param]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for p in params:
+        key = validation.validate_key(p.key, "Param")
+        value = validation.param_value(key, p.value)
+        if key in values and values[key] != value:
+            raise InvalidParameterValue(
+                f"Param {key!r} appears twice in one batch for run {run_id!r} with different "
+                f"values ({values[key]!r} and {value!r})."
+            )
+        values[key] = value
+    return values
+
+
+def _run_info(row: Any) -> RunInfo:
+    return RunInfo(
+        run_id=row.run_uuid,
+        experiment_id=str(row.experiment_id),
+        user_id=row.user_id,
+        status=row.status,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        lifecycle_stage=row.lifecycle_stage,
+        artifact_uri=row.artifact_uri,
+        run_name=row.name,
+    )

@@ -1,0 +1,332 @@
+"""``Client`` (alias ``MlflowClient``): the tracking API with explicit ids, MLflow's names."""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from jupyter_mltrack import validation
+from jupyter_mltrack.entities import (
+    Experiment,
+    FileInfo,
+    Metric,
+    PagedList,
+    Param,
+    Run,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from jupyter_mltrack.exceptions import InvalidParameterValue
+from jupyter_mltrack.store import get_store
+from jupyter_mltrack.store.artifacts import LocalArtifactRepository, get_artifact_repository
+from jupyter_mltrack.store.base import Store
+from jupyter_mltrack.tracking import config
+from jupyter_mltrack.tracking.context import PARENT_RUN_TAG, USER_TAG, git_dirty_tag
+from jupyter_mltrack.tracking.writer import MetricWriter, writer_for
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Client:
+    """Tracking client over one store; every read sees this process's earlier writes."""
+
+    def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
+        self._tracking_uri = str(tracking_uri) if tracking_uri else config.get_tracking_uri()
+        self._registry_uri = registry_uri or self._tracking_uri
+        self.store: Store = get_store(self._tracking_uri)
+        self._writer: MetricWriter = writer_for(self.store)
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._tracking_uri
+
+    def flush(self) -> None:
+        """Persist every buffered metric point of this store now."""
+        self._writer.flush()
+
+    # -- experiments --------------------------------------------------------------------------
+    def create_experiment(
+        self,
+        name: str,
+        artifact_location: str | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> str:
+        """Create an experiment and return its id."""
+        return self.store.create_experiment(name, artifact_location, tags)
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        return self.store.get_experiment(experiment_id)
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        return self.store.get_experiment_by_name(name)
+
+    def search_experiments(
+        self,
+        view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        filter_string: str | None = None,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Experiment]:
+        """Experiments matching ``filter_string`` (``name``, ``tags.``, times), one page."""
+        return self.store.search_experiments(view_type, max_results, filter_string, order_by, page_token)
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        """Soft-delete an experiment and its runs (``mltrack gc`` removes them for good)."""
+        self.store.delete_experiment(experiment_id)
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        self.store.restore_experiment(experiment_id)
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        self.store.rename_experiment(experiment_id, new_name)
+
+    def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
+        self.store.set_experiment_tag(experiment_id, key, value)
+
+    # -- runs ---------------------------------------------------------------------------------
+    def create_run(
+        self,
+        experiment_id: str,
+        start_time: int | None = None,
+        tags: dict[str, Any] | None = None,
+        run_name: str | None = None,
+    ) -> Run:
+        """Create a RUNNING run in ``experiment_id`` (a readable name is generated if none)."""
+        tag_map = {k: str(v) for k, v in (tags or {}).items()}
+        user = tag_map.get(USER_TAG) or _user()
+        return self.store.create_run(
+            str(experiment_id), user, start_time or _now_ms(), tag_map, run_name
+        )
+
+    def get_run(self, run_id: str) -> Run:
+        self._writer.flush()
+        return self.store.get_run(run_id)
+
+    def get_parent_run(self, run_id: str) -> Run | None:
+        parent = self.get_run(run_id).data.tags.get(PARENT_RUN_TAG)
+        return self.get_run(parent) if parent else None
+
+    def search_runs(
+        self,
+        experiment_ids: str | Sequence[str],
+        filter_string: str = "",
+        run_view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Run]:
+        """Runs matching ``filter_string``, ordered and paged; ``.token`` fetches the next page."""
+        self._writer.flush()
+        ids = [experiment_ids] if isinstance(experiment_ids, (str, int)) else list(experiment_ids)
+        return self.store.search_runs(
+            [str(i) for i in ids], filter_string, run_view_type, max_results, order_by, page_token
+        )
+
+    def delete_run(self, run_id: str) -> None:
+        self._writer.flush()
+        self.store.delete_run(run_id)
+
+    def restore_run(self, run_id: str) -> None:
+        self.store.restore_run(run_id)
+
+    def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
+        self.store.update_run_info(run_id, status, None, name)
+
+    def set_terminated(
+        self, run_id: str, status: str | None = None, end_time: int | None = None
+    ) -> RunInfo:
+        """End a run: flush its metrics, set status (FINISHED by default) and end time."""
+        self._writer.flush()
+        dirty = git_dirty_tag()
+        if dirty:
+            self.store.log_batch(run_id, [], [], [RunTag(k, v) for k, v in dirty.items()])
+        return self.store.update_run_info(
+            run_id, RunStatus.from_string(status or RunStatus.FINISHED), end_time or _now_ms(), None
+        )
+
+    # -- logging ------------------------------------------------------------------------------
+    def log_metric(
+        self,
+        run_id: str,
+        key: str,
+        value: Any,
+        timestamp: int | None = None,
+        step: int | None = None,
+        synchronous: bool | None = None,
+    ) -> None:
+        """Log one point. Buffered unless ``synchronous=True``; reads always see it."""
+        run_key = self.store.writable_run_key(run_id)
+        key = validation.validate_key(key, "Metric")
+        value = validation.metric_value(key, value)
+        ts = _now_ms() if timestamp is None else validation.int_value(timestamp, "Metric timestamp")
+        if step is None:
+            step = 0
+        elif type(step) is not int:
+            step = validation.int_value(step, "Metric step")
+        if synchronous:
+            self._writer.flush()
+            self.store.write_metric_rows([(run_key, key, value, ts, step)])
+        else:
+            self._writer.add((run_key, key, value, ts, step))
+
+    def log_param(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> Any:
+        """Log a param (stored as ``str(value)``); logging a different value again is an error."""
+        self.store.log_batch(run_id, [], [Param(key, value)], [])
+        return value
+
+    def set_tag(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> None:
+        self.store.log_batch(run_id, [], [], [RunTag(key, value)])
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self.store.delete_tag(run_id, key)
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[RunTag] = (),
+        synchronous: bool | None = None,
+    ) -> None:
+        """Log metrics, params and tags in one transaction (all or nothing)."""
+        self._writer.flush()
+        self.store.log_batch(run_id, list(metrics), list(params), list(tags))
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """Every point of metric ``key``, ordered by step then time."""
+        self._writer.flush()
+        return self.store.get_metric_history(run_id, key)
+
+    # -- artifacts ----------------------------------------------------------------------------
+    def _repo(self, run_id: str, for_write: bool = False) -> LocalArtifactRepository:
+        if for_write:
+            self.store.writable_run_key(run_id)
+        run = self.store.get_run(run_id)
+        return get_artifact_repository(run.info.artifact_uri or "")
+
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
+        """Copy a local file (or folder) into the run's artifacts."""
+        local_path = os.fspath(local_path)
+        repo = self._repo(run_id, for_write=True)
+        if os.path.isdir(local_path):
+            name = os.path.basename(os.path.normpath(local_path))
+            target = posixpath.join(artifact_path, name) if artifact_path else name
+            repo.log_artifacts(local_path, target)
+        else:
+            repo.log_artifact(local_path, artifact_path)
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
+        """Copy a local folder's contents into the run's artifacts."""
+        self._repo(run_id, for_write=True).log_artifacts(os.fspath(local_dir), artifact_path)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        """Write ``text`` as the artifact ``artifact_file``."""
+        self._repo(run_id, for_write=True).write_bytes(str(text).encode("utf-8"), artifact_file)
+
+    def log_dict(self, run_id: str, dictionary: Any, artifact_file: str) -> None:
+        """Write a dict as JSON, or YAML when ``artifact_file`` ends in .yaml/.yml."""
+        if artifact_file.endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_dump(dictionary, default_flow_style=False, sort_keys=False)
+        else:
+            data = json.dumps(dictionary, indent=2, default=str)
+        self._repo(run_id, for_write=True).write_bytes(data.encode("utf-8"), artifact_file)
+
+    def log_figure(
+        self,
+        run_id: str,
+        figure: Any,
+        artifact_file: str,
+        *,
+        save_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        """Save a matplotlib figure (or a plotly figure as .html) as an artifact."""
+        repo = self._repo(run_id, for_write=True)
+        kwargs = save_kwargs or {}
+        if hasattr(figure, "savefig"):
+            repo.write_with(artifact_file, lambda path: figure.savefig(path, **kwargs))
+        elif hasattr(figure, "write_html") and artifact_file.endswith(".html"):
+            repo.write_with(artifact_file, lambda path: figure.write_html(path, **kwargs))
+        elif hasattr(figure, "write_image"):
+            repo.write_with(artifact_file, lambda path: figure.write_image(path, **kwargs))
+        else:
+            raise InvalidParameterValue(
+                f"log_figure takes a matplotlib or plotly figure, got {type(figure).__name__}."
+            )
+
+    def log_image(
+        self,
+        run_id: str,
+        image: Any,
+        artifact_file: str | None = None,
+        key: str | None = None,
+        step: int | None = None,
+        timestamp: int | None = None,
+        synchronous: bool | None = None,
+    ) -> None:
+        """Save a PIL image or a numpy array (HxW, HxWx3, HxWx4; uint8 or floats in [0, 1])."""
+        if (artifact_file is None) == (key is None):
+            raise InvalidParameterValue("log_image needs exactly one of artifact_file or key.")
+        if key is not None:
+            validation.validate_key(key, "Image key")
+            artifact_file = f"images/{key}/step_{step or 0}_{timestamp or _now_ms()}.png"
+        pil_image = _to_pil(image)
+        self._repo(run_id, for_write=True).write_with(
+            artifact_file or "image.png", lambda path: pil_image.save(path)
+        )
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
+        """Direct children of ``path`` in the run's artifacts."""
+        return self._repo(run_id).list_artifacts(path)
+
+    def download_artifacts(self, run_id: str, path: str, dst_path: str | None = None) -> str:
+        """Copy an artifact (file or folder) to a local folder and return its local path."""
+        return self._repo(run_id).download_artifacts(path, dst_path)
+
+
+MlflowClient = Client
+
+
+def _user() -> str:
+    from jupyter_mltrack.tracking.context import _static_tags
+
+    return _static_tags()[USER_TAG]
+
+
+def _to_pil(image: Any) -> Any:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise InvalidParameterValue(
+            "log_image needs Pillow: pip install 'jupyter-mltrack[notebook]' (or pillow)."
+        ) from None
+    if isinstance(image, Image.Image):
+        return image
+    import numpy as np
+
+    array = np.asarray(image)
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise InvalidParameterValue(
+            f"log_image takes an HxW, HxWx1, HxWx3 or HxWx4 array; got shape {array.shape}."
+        )
+    if array.dtype.kind == "f":
+        if array.size and (np.nanmin(array) < 0 or np.nanmax(array) > 1):
+            raise InvalidParameterValue("Float images must have values in [0, 1].")
+        array = (array * 255).round().astype(np.uint8)
+    elif array.dtype != np.uint8:
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise InvalidParameterValue("Integer images must have values in [0, 255].")
+        array = array.astype(np.uint8)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    return Image.fromarray(array)

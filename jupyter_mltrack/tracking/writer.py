@@ -1,0 +1,115 @@
+"""The metric writer: buffers points in memory and writes them in batches from a thread.
+
+Guarantees: every read through a Client flushes first (read-your-writes in the process);
+``flush()``, ``end_run`` and interpreter exit persist everything; a hard crash loses at most the
+points logged in the last ``window_s`` seconds (or ``max_rows`` points, whichever is first).
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import warnings
+from collections import deque
+from collections.abc import Sequence
+
+from jupyter_mltrack.store.base import Store
+
+DEFAULT_WINDOW_S = 0.5
+DEFAULT_MAX_ROWS = 50_000
+
+
+class MetricWriter:
+    """Background batched writer for one store."""
+
+    def __init__(
+        self, store: Store, window_s: float = DEFAULT_WINDOW_S, max_rows: int = DEFAULT_MAX_ROWS
+    ) -> None:
+        self.store = store
+        self.window_s = window_s
+        self.max_rows = max_rows
+        self._queue: deque[tuple[int, str, float, int, int]] = deque()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def add(self, row: tuple[int, str, float, int, int]) -> None:
+        """Queue one point ``(run_key, key, value, timestamp, step)``; never blocks on the DB."""
+        queue = self._queue
+        queue.append(row)
+        if len(queue) >= self.max_rows:
+            self._wake.set()
+        if self._thread is None:
+            self._start()
+
+    def add_many(self, rows: Sequence[tuple[int, str, float, int, int]]) -> None:
+        self._queue.extend(rows)
+        if self._thread is None:
+            self._start()
+        self._wake.set()
+
+    def _start(self) -> None:
+        with self._write_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="mltrack-metric-writer", daemon=True
+                )
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self.window_s)
+            self._wake.clear()
+            try:
+                self._drain()
+            except BaseException as err:  # kept and re-raised by the next flush()
+                self._error = err
+
+    def _drain(self) -> None:
+        with self._write_lock:
+            queue = self._queue
+            while queue:
+                count = min(len(queue), self.max_rows)
+                pop = queue.popleft
+                rows = [pop() for _ in range(count)]
+                self.store.write_metric_rows(rows)
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def flush(self) -> None:
+        """Write every queued point now; re-raise a failure of an earlier background write."""
+        self._drain()  # also waits for a batch the thread is writing right now
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+
+_writers: dict[int, MetricWriter] = {}
+_lock = threading.Lock()
+
+
+def writer_for(store: Store) -> MetricWriter:
+    """The one writer of ``store`` in this process."""
+    writer = _writers.get(id(store))
+    if writer is None:
+        with _lock:
+            writer = _writers.setdefault(id(store), MetricWriter(store))
+    return writer
+
+
+def flush_all() -> None:
+    """Flush every writer (end of process, explicit ``flush()``)."""
+    for writer in list(_writers.values()):
+        writer.flush()
+
+
+def _flush_at_exit() -> None:
+    try:
+        flush_all()
+    except Exception as err:  # at exit there is no caller left to raise to
+        warnings.warn(f"jupyter_mltrack could not write the last metrics: {err}", stacklevel=1)
+
+
+atexit.register(_flush_at_exit)

@@ -1,0 +1,141 @@
+"""Checks on names and values, with errors that say what is wrong and how to fix it.
+
+The hot path (a metric key logged a million times) pays for a key check once: valid keys are
+remembered in a set.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import posixpath
+import re
+
+from jupyter_mltrack.exceptions import InvalidParameterValue
+
+MAX_KEY_LENGTH = 250
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_TAG_VALUE_LENGTH = 8000
+MAX_EXPERIMENT_NAME_LENGTH = 500
+MAX_RUN_NAME_LENGTH = 250
+ALLOWED_CHARACTERS = "letters, digits, underscores (_), dashes (-), periods (.), spaces ( ), colons (:) and slashes (/)"
+
+_KEY_RE = re.compile(r"^[\w\-. /:]+$")
+_valid_keys: set[str] = set()
+
+
+def validate_key(key: object, what: str) -> str:
+    """Return ``key`` if it is a valid param/metric/tag name, else raise a clear error."""
+    if key in _valid_keys:
+        return key  # type: ignore[return-value]
+    if not isinstance(key, str):
+        raise InvalidParameterValue(f"{what} name must be a string, got {type(key).__name__}: {key!r}.")
+    if not key:
+        raise InvalidParameterValue(f"{what} name must not be empty.")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidParameterValue(
+            f"{what} name {key[:40]!r}... is {len(key)} characters long; the limit is {MAX_KEY_LENGTH}."
+        )
+    if not _KEY_RE.match(key):
+        bad = sorted({c for c in key if not _KEY_RE.match(c)})
+        raise InvalidParameterValue(
+            f"Invalid {what.lower()} name {key!r}: it contains {''.join(bad)!r}. "
+            f"Names may only contain {ALLOWED_CHARACTERS}."
+        )
+    norm = posixpath.normpath(key)
+    if norm != key or norm == "." or norm.startswith("..") or norm.startswith("/"):
+        raise InvalidParameterValue(
+            f"Invalid {what.lower()} name {key!r}: it must be a plain relative path "
+            "(no leading '/', no '.' or '..' segments, no '//')."
+        )
+    _valid_keys.add(key)
+    return key
+
+
+def metric_value(key: str, value: object) -> float:
+    """Convert a metric value as MLflow does: numbers, bools (1.0/0.0) and numeric strings."""
+    if type(value) is float:
+        return value  # type: ignore[return-value]
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    else:
+        try:  # numpy 0-d arrays, torch scalars ... anything with a real __float__
+            if getattr(value, "ndim", 0) == 0 and hasattr(value, "__float__"):
+                return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            pass
+    raise InvalidParameterValue(
+        f"Invalid value {value!r} for metric {key!r}: a metric value must be a number "
+        "(int, float, numpy scalar, bool or a numeric string)."
+    )
+
+
+def param_value(key: str, value: object) -> str:
+    """Params are stored as ``str(value)``, as MLflow does."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_PARAM_VALUE_LENGTH:
+        raise InvalidParameterValue(
+            f"Param {key!r} has a value of {len(text)} characters; the limit is "
+            f"{MAX_PARAM_VALUE_LENGTH}. Log long values as an artifact (log_text / log_dict)."
+        )
+    return text
+
+
+def tag_value(key: str, value: object) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_TAG_VALUE_LENGTH:
+        raise InvalidParameterValue(
+            f"Tag {key!r} has a value of {len(text)} characters; the limit is {MAX_TAG_VALUE_LENGTH}."
+        )
+    return text
+
+
+_NUMBER_RE = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+def numeric_shadow(text: str) -> float | None:
+    """The number a param's text spells, if any (``'0.10'`` -> 0.1); NaN/inf words are not numbers."""
+    if not _NUMBER_RE.match(text):
+        return None
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
+def int_value(value: object, what: str) -> int:
+    """A step or timestamp: an integer (or an integral float)."""
+    if isinstance(value, bool):
+        raise InvalidParameterValue(f"{what} must be an integer, got a bool ({value!r}).")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise InvalidParameterValue(f"{what} must be an integer, got {value!r}.")
+
+
+def validate_experiment_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidParameterValue(
+            f"Invalid experiment name {name!r}: it must be a non-empty string."
+        )
+    if len(name) > MAX_EXPERIMENT_NAME_LENGTH:
+        raise InvalidParameterValue(
+            f"Experiment name is {len(name)} characters long; the limit is {MAX_EXPERIMENT_NAME_LENGTH}."
+        )
+    return name
+
+
+def validate_run_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidParameterValue(f"Invalid run name {name!r}: it must be a non-empty string.")
+    if len(name) > MAX_RUN_NAME_LENGTH:
+        raise InvalidParameterValue(
+            f"Run name is {len(name)} characters long; the limit is {MAX_RUN_NAME_LENGTH}."
+        )
+    return name
