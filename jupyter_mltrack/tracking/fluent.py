@@ -416,3 +416,22 @@ def _search_experiment_ids(
     if search_all:
         return [e.experiment_id for e in search_experiments(view_type=ViewType.ALL)]
     return [_experiment_id()]
+
+
+def reset_state() -> None:
+    """Forget the fluent API's process state: active runs (not ended), active experiment,
+    explicit tracking URI, clients and opened stores. For tests and long-lived kernels that
+    switch stores; runs still active are left as they are in the store."""
+    global _active_experiment_id
+    from jupyter_mltrack.store import forget_stores
+    from jupyter_mltrack.tracking.writer import flush_all, forget_writers
+
+    flush_all()
+    _state.stack.clear()
+    _state.last = None
+    _active_experiment_id = None
+    _clients.clear()
+    config.set_tracking_uri(None)
+    config.set_notebook_tracking_uri(None)
+    forget_writers()
+    forget_stores()

@@ -105,6 +105,13 @@ def flush_all() -> None:
         writer.flush()
 
 
+def forget_writers() -> None:
+    """Flush and drop every writer (their stores are being closed)."""
+    flush_all()
+    with _lock:
+        _writers.clear()
+
+
 def _flush_at_exit() -> None:
     try:
         flush_all()

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install what the tests need (system packages, the venv) and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-system-deps.sh
+scripts/venv.sh dev
+.venv/bin/ruff check .
+.venv/bin/python -m pytest "$@"
