@@ -11,15 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_FLUENT = (
-    "set_tracking_uri get_tracking_uri set_registry_uri get_registry_uri set_experiment "
-    "create_experiment get_experiment get_experiment_by_name search_experiments "
-    "delete_experiment set_experiment_tag set_experiment_tags start_run end_run active_run "
-    "last_active_run get_run delete_run get_parent_run log_param log_params log_metric "
-    "log_metrics set_tag set_tags delete_tag log_batch log_artifact log_artifacts log_text "
-    "log_dict log_figure log_image get_artifact_uri search_runs flush flush_async_logging "
-    "ActiveRun"
-).split()
+_FLUENT = ["set_tracking_uri", "get_tracking_uri", "set_registry_uri", "get_registry_uri", "set_experiment", "create_experiment", "get_experiment", "get_experiment_by_name", "search_experiments", "delete_experiment", "set_experiment_tag", "set_experiment_tags", "start_run", "end_run", "active_run", "last_active_run", "get_run", "delete_run", "get_parent_run", "log_param", "log_params", "log_metric", "log_metrics", "set_tag", "set_tags", "delete_tag", "log_batch", "log_artifact", "log_artifacts", "log_text", "log_dict", "log_figure", "log_image", "get_artifact_uri", "search_runs", "flush", "flush_async_logging", "ActiveRun"]
 _ELSEWHERE = {
     "Client": "jupyter_mltrack.tracking.client",
     "MlflowClient": "jupyter_mltrack.tracking.client",
@@ -34,6 +26,19 @@ if TYPE_CHECKING:
     from jupyter_mltrack.exceptions import MlflowException, MLTrackError  # noqa: F401
     from jupyter_mltrack.tracking.client import Client, MlflowClient  # noqa: F401
     from jupyter_mltrack.tracking.fluent import *  # noqa: F403
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_mltrack``: register the ``%%track`` and ``%mltrack`` magics."""
+    from jupyter_mltrack.notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from jupyter_mltrack.notebook import unload_ipython_extension as unload
+
+    unload(ipython)
 
 
 def __getattr__(name: str) -> Any:

@@ -91,8 +91,15 @@ def experiments_list(ctx: click.Context, view: str) -> None:
         token = page.token
         if not token:
             break
-    rows = [[e.experiment_id, e.name, e.lifecycle_stage, _time(e.creation_time), e.artifact_location] for e in found]
-    _print_table(f"Experiments in {client.tracking_uri}", ["id", "name", "stage", "created", "artifacts"], rows)
+    rows = [
+        [e.experiment_id, e.name, e.lifecycle_stage, _time(e.creation_time), e.artifact_location]
+        for e in found
+    ]
+    _print_table(
+        f"Experiments in {client.tracking_uri}",
+        ["id", "name", "stage", "created", "artifacts"],
+        rows,
+    )
 
 
 @main.group()
@@ -109,8 +116,13 @@ def _parse_metric_columns(runs_found: list[Any], limit: int = 4) -> tuple[list[s
 @runs.command("list")
 @click.option("--experiment-name", "-e", help="Experiment name (default: all active experiments).")
 @click.option("--experiment-id", help="Experiment id.")
-@click.option("--filter", "filter_string", default="", help="Search filter, e.g. \"metrics.f1 > 0.8 AND params.lr = 0.1\".")
-@click.option("--order-by", multiple=True, help="Order, e.g. \"metrics.f1 DESC\" (repeatable).")
+@click.option(
+    "--filter",
+    "filter_string",
+    default="",
+    help='Search filter, e.g. "metrics.f1 > 0.8 AND params.lr = 0.1".',
+)
+@click.option("--order-by", multiple=True, help='Order, e.g. "metrics.f1 DESC" (repeatable).')
 @click.option("--max-results", default=50, show_default=True, type=click.IntRange(1, 50_000))
 @click.option("--view", type=click.Choice(sorted(_VIEWS)), default="active", show_default=True)
 @click.pass_context
@@ -128,13 +140,17 @@ def runs_list(
     if experiment_name:
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is None:
-            raise click.ClickException(f"No experiment named {experiment_name!r}; see `mltrack experiments list`.")
+            raise click.ClickException(
+                f"No experiment named {experiment_name!r}; see `mltrack experiments list`."
+            )
         ids = [experiment.experiment_id]
     elif experiment_id:
         ids = [client.get_experiment(experiment_id).experiment_id]
     else:
         ids = [e.experiment_id for e in client.search_experiments(max_results=50_000)]
-    found = client.search_runs(ids, filter_string, _VIEWS[view], max_results, list(order_by) or None)
+    found = client.search_runs(
+        ids, filter_string, _VIEWS[view], max_results, list(order_by) or None
+    )
     params, metrics = _parse_metric_columns(found)
     columns = ["run_id", "name", "status", "start", "duration", *params, *metrics]
     rows = [
@@ -169,10 +185,18 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
         return
     info = run.info
     click.echo(f"Run {info.run_id} ({info.run_name})")
-    click.echo(f"  experiment: {info.experiment_id}   status: {info.status}   stage: {info.lifecycle_stage}")
-    click.echo(f"  started: {_time(info.start_time)}   ended: {_time(info.end_time)}   duration: {_duration(info.start_time, info.end_time)}")
+    click.echo(
+        f"  experiment: {info.experiment_id}   status: {info.status}   stage: {info.lifecycle_stage}"
+    )
+    click.echo(
+        f"  started: {_time(info.start_time)}   ended: {_time(info.end_time)}   duration: {_duration(info.start_time, info.end_time)}"
+    )
     click.echo(f"  artifacts: {info.artifact_uri}")
-    for title, values in (("params", run.data.params), ("metrics", run.data.metrics), ("tags", run.data.tags)):
+    for title, values in (
+        ("params", run.data.params),
+        ("metrics", run.data.metrics),
+        ("tags", run.data.tags),
+    ):
         click.echo(f"{title}:")
         for key in sorted(values):
             click.echo(f"  {key} = {values[key]}")
@@ -186,13 +210,17 @@ def _age_ms(text: str | None) -> int | None:
         return None
     match = _AGE.match(text.strip())
     if not match:
-        raise click.BadParameter("use a number and a unit: 30s, 15m, 12h or 7d.", param_hint="--older-than")
+        raise click.BadParameter(
+            "use a number and a unit: 30s, 15m, 12h or 7d.", param_hint="--older-than"
+        )
     factor = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
     return int(match.group(1)) * factor * 1000
 
 
 @main.command()
-@click.option("--older-than", help="Only remove what was deleted longer ago than this (30s, 15m, 12h, 7d).")
+@click.option(
+    "--older-than", help="Only remove what was deleted longer ago than this (30s, 15m, 12h, 7d)."
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def gc(ctx: click.Context, older_than: str | None, yes: bool) -> None:
@@ -200,7 +228,10 @@ def gc(ctx: click.Context, older_than: str | None, yes: bool) -> None:
     age = _age_ms(older_than)
     client = _client(ctx)
     deleted_runs = client.search_runs(
-        [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL, max_results=50_000)],
+        [
+            e.experiment_id
+            for e in client.search_experiments(view_type=ViewType.ALL, max_results=50_000)
+        ],
         run_view_type=ViewType.DELETED_ONLY,
         max_results=50_000,
     )

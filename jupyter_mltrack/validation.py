@@ -29,7 +29,9 @@ def validate_key(key: object, what: str) -> str:
     if key in _valid_keys:
         return key  # type: ignore[return-value]
     if not isinstance(key, str):
-        raise InvalidParameterValue(f"{what} name must be a string, got {type(key).__name__}: {key!r}.")
+        raise InvalidParameterValue(
+            f"{what} name must be a string, got {type(key).__name__}: {key!r}."
+        )
     if not key:
         raise InvalidParameterValue(f"{what} name must not be empty.")
     if len(key) > MAX_KEY_LENGTH:

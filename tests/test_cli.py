@@ -74,7 +74,7 @@ def test_runs_show(populated):
     assert result.exit_code == 0
     assert "n_estimators = 100" in result.output and "f1 = 0.9" in result.output
     as_json = run_cli("--tracking-uri", store, "runs", "show", ids[1], "--json")
-    assert '"run_id": "%s"' % ids[1] in as_json.output
+    assert f'"run_id": "{ids[1]}"' in as_json.output
 
 
 def test_runs_show_unknown_run(populated):
@@ -112,7 +112,7 @@ def test_gc_asks_then_removes_runs_and_artifacts(populated, tmp_path):
 def test_gc_removes_deleted_experiments(populated):
     import jupyter_mltrack as mlflow
 
-    store, ids = populated
+    store, _ = populated
     client = mlflow.MlflowClient(store)
     exp = client.get_experiment_by_name("churn")
     client.delete_experiment(exp.experiment_id)

@@ -155,7 +155,9 @@ def _open_server_db(uri: str) -> Store:
     from jupyter_mltrack.store.artifacts import path_to_uri
     from jupyter_mltrack.store.sql import SqlStore
 
-    root = os.environ.get("MLTRACK_ARTIFACT_ROOT") or path_to_uri(default_store_folder() / "artifacts")
+    root = os.environ.get("MLTRACK_ARTIFACT_ROOT") or path_to_uri(
+        default_store_folder() / "artifacts"
+    )
     if "://" not in root:
         root = path_to_uri(root)
     return SqlStore(uri, root)

@@ -27,7 +27,7 @@ def current_revision(conn: Connection) -> str | None:
 
 def _refuse_foreign(conn: Connection, tables: set[str]) -> None:
     where = _describe(conn)
-    if _MLFLOW_MARKERS <= tables:
+    if tables >= _MLFLOW_MARKERS:
         revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         raise StoreError(
             f"{where} is an MLflow tracking database (MLflow schema revision {revision}), not a "

@@ -165,7 +165,9 @@ class SqlStore(Store):
                     validation.validate_key(tag_key, "Tag")
                     conn.execute(
                         experiment_tags.insert().values(
-                            experiment_id=key, key=tag_key, value=validation.tag_value(tag_key, value)
+                            experiment_id=key,
+                            key=tag_key,
+                            value=validation.tag_value(tag_key, value),
                         )
                     )
         except exc.IntegrityError:
@@ -207,7 +209,9 @@ class SqlStore(Store):
     def get_experiment(self, experiment_id: str) -> Experiment:
         key = _experiment_key(experiment_id)
         with self._read() as conn:
-            row = conn.execute(select(experiments).where(experiments.c.experiment_id == key)).first()
+            row = conn.execute(
+                select(experiments).where(experiments.c.experiment_id == key)
+            ).first()
             if row is None:
                 raise ResourceDoesNotExist(f"No experiment with id {experiment_id!r}.")
             return self._experiments_from_rows(conn, [row])[0]
@@ -260,7 +264,9 @@ class SqlStore(Store):
             if stage == LifecycleStage.DELETED:
                 conn.execute(
                     update(runs)
-                    .where(runs.c.experiment_id == key, runs.c.lifecycle_stage == LifecycleStage.ACTIVE)
+                    .where(
+                        runs.c.experiment_id == key, runs.c.lifecycle_stage == LifecycleStage.ACTIVE
+                    )
                     .values(lifecycle_stage=LifecycleStage.DELETED, deleted_time=now)
                 )
                 self._writable.clear()
@@ -332,7 +338,9 @@ class SqlStore(Store):
         run_name: str | None,
     ) -> Run:
         exp_key = _experiment_key(experiment_id)
-        tag_map = {k: validation.tag_value(validation.validate_key(k, "Tag"), v) for k, v in tags.items()}
+        tag_map = {
+            k: validation.tag_value(validation.validate_key(k, "Tag"), v) for k, v in tags.items()
+        }
         name = run_name or tag_map.get(RUN_NAME_TAG) or names.generate_run_name()
         validation.validate_run_name(name)
         tag_map[RUN_NAME_TAG] = name
@@ -402,9 +410,12 @@ class SqlStore(Store):
         maps: dict[str, dict[int, dict[str, Any]]] = {"metrics": {}, "params": {}, "tags": {}}
         nan = math.nan
         metric_rows = conn.execute(
-            select(latest_metrics.c.run_id, latest_metrics.c.key, latest_metrics.c.value, latest_metrics.c.is_nan).where(
-                latest_metrics.c.run_id.in_(run_keys)
-            )
+            select(
+                latest_metrics.c.run_id,
+                latest_metrics.c.key,
+                latest_metrics.c.value,
+                latest_metrics.c.is_nan,
+            ).where(latest_metrics.c.run_id.in_(run_keys))
         )
         target = maps["metrics"]
         for run_key, key, value, is_nan in metric_rows:
@@ -412,7 +423,9 @@ class SqlStore(Store):
         for kind, table in (("params", run_params), ("tags", run_tags)):
             target = maps[kind]
             for run_key, key, value in conn.execute(
-                select(table.c.run_id, table.c.key, table.c.value).where(table.c.run_id.in_(run_keys))
+                select(table.c.run_id, table.c.key, table.c.value).where(
+                    table.c.run_id.in_(run_keys)
+                )
             ):
                 target.setdefault(run_key, {})[key] = value
         return maps
@@ -432,7 +445,9 @@ class SqlStore(Store):
             if values:
                 conn.execute(update(runs).where(runs.c.id == row.id).values(**values))
             if run_name is not None:
-                stmt = self._insert(run_tags).values(run_id=row.id, key=RUN_NAME_TAG, value=run_name)
+                stmt = self._insert(run_tags).values(
+                    run_id=row.id, key=RUN_NAME_TAG, value=run_name
+                )
                 conn.execute(
                     stmt.on_conflict_do_update(
                         index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
@@ -487,7 +502,11 @@ class SqlStore(Store):
         run_key = self.writable_run_key(run_id)
         param_values = _dedupe_params(run_id, params)
         tag_rows = [
-            {"run_id": run_key, "key": validation.validate_key(t.key, "Tag"), "value": validation.tag_value(t.key, t.value)}
+            {
+                "run_id": run_key,
+                "key": validation.validate_key(t.key, "Tag"),
+                "value": validation.tag_value(t.key, t.value),
+            }
             for t in tags
         ]
         metric_rows = [
@@ -545,7 +564,9 @@ class SqlStore(Store):
         compiled = stmt.compile(dialect=self.engine.dialect, column_keys=list(_METRIC_COLUMNS))
         return str(compiled), bool(compiled.positional)
 
-    def _insert_metrics(self, conn: Connection, rows: Sequence[tuple[int, str, float, int, int]]) -> None:
+    def _insert_metrics(
+        self, conn: Connection, rows: Sequence[tuple[int, str, float, int, int]]
+    ) -> None:
         """History rows through the driver's executemany (the hot path), then latest values."""
         latest: dict[tuple[int, str], tuple[int, int, float]] = {}
         history = []
@@ -566,7 +587,12 @@ class SqlStore(Store):
         ex = stmt.excluded
         upsert = stmt.on_conflict_do_update(
             index_elements=["run_id", "key"],
-            set_={"value": ex.value, "is_nan": ex.is_nan, "timestamp": ex.timestamp, "step": ex.step},
+            set_={
+                "value": ex.value,
+                "is_nan": ex.is_nan,
+                "timestamp": ex.timestamp,
+                "step": ex.step,
+            },
             where=or_(
                 ex.step > latest_metrics.c.step,
                 and_(ex.step == latest_metrics.c.step, ex.timestamp >= latest_metrics.c.timestamp),
@@ -590,7 +616,9 @@ class SqlStore(Store):
     def delete_tag(self, run_id: str, key: str) -> None:
         run_key = self.writable_run_key(run_id)
         with self._write() as conn:
-            result = conn.execute(delete(run_tags).where(run_tags.c.run_id == run_key, run_tags.c.key == key))
+            result = conn.execute(
+                delete(run_tags).where(run_tags.c.run_id == run_key, run_tags.c.key == key)
+            )
             if result.rowcount == 0:
                 raise ResourceDoesNotExist(f"No tag {key!r} on run {run_id!r}.")
 
@@ -598,7 +626,12 @@ class SqlStore(Store):
         with self._read() as conn:
             row = self._run_row(conn, run_id)
             rows = conn.execute(
-                select(metric_history.c.step, metric_history.c.timestamp, metric_history.c.value, metric_history.c.is_nan)
+                select(
+                    metric_history.c.step,
+                    metric_history.c.timestamp,
+                    metric_history.c.value,
+                    metric_history.c.is_nan,
+                )
                 .where(metric_history.c.run_id == row.id, metric_history.c.key == key)
                 .order_by(metric_history.c.step, metric_history.c.timestamp)
             ).all()
@@ -650,11 +683,17 @@ class SqlStore(Store):
         max_results: int = 100_000,
         order_by: Sequence[str] | None = None,
     ) -> dict[str, Any]:
-        query = self._page_query(experiment_ids, filter_string, run_view_type, max_results, order_by, 0)
+        query = self._page_query(
+            experiment_ids, filter_string, run_view_type, max_results, order_by, 0
+        )
         with self._read() as conn:
             rows = conn.execute(query).all()
             page_keys = select(query.subquery().c.id)
-            maps = self._run_maps(conn, page_keys) if rows else {"metrics": {}, "params": {}, "tags": {}}
+            maps = (
+                self._run_maps(conn, page_keys)
+                if rows
+                else {"metrics": {}, "params": {}, "tags": {}}
+            )
         return {"runs": rows, **maps}
 
     # -- garbage collection -------------------------------------------------------------------
@@ -668,7 +707,10 @@ class SqlStore(Store):
                 exp_query = exp_query.where(experiments.c.last_update_time <= cutoff)
             exp_keys = [r.experiment_id for r in conn.execute(exp_query)]
             run_query = select(runs.c.id, runs.c.run_uuid, runs.c.artifact_uri).where(
-                or_(runs.c.lifecycle_stage == LifecycleStage.DELETED, runs.c.experiment_id.in_(exp_keys))
+                or_(
+                    runs.c.lifecycle_stage == LifecycleStage.DELETED,
+                    runs.c.experiment_id.in_(exp_keys),
+                )
             )
             if cutoff is not None:
                 run_query = run_query.where(
@@ -682,7 +724,9 @@ class SqlStore(Store):
                     conn.execute(delete(table).where(table.c.run_id.in_(chunk)))
                 conn.execute(delete(runs).where(runs.c.id.in_(chunk)))
             if exp_keys:
-                conn.execute(delete(experiment_tags).where(experiment_tags.c.experiment_id.in_(exp_keys)))
+                conn.execute(
+                    delete(experiment_tags).where(experiment_tags.c.experiment_id.in_(exp_keys))
+                )
                 conn.execute(delete(experiments).where(experiments.c.experiment_id.in_(exp_keys)))
         for run in doomed:
             if run.artifact_uri:
@@ -692,8 +736,10 @@ class SqlStore(Store):
 
 
 def _check_max_results(max_results: int) -> None:
-    if not isinstance(max_results, int) or isinstance(max_results, bool) or not (
-        0 < max_results <= SEARCH_MAX_RESULTS
+    if (
+        not isinstance(max_results, int)
+        or isinstance(max_results, bool)
+        or not (0 < max_results <= SEARCH_MAX_RESULTS)
     ):
         raise InvalidParameterValue(
             f"max_results must be an integer between 1 and {SEARCH_MAX_RESULTS}, got {max_results!r}."

@@ -77,7 +77,9 @@ class Client:
         page_token: str | None = None,
     ) -> PagedList[Experiment]:
         """Experiments matching ``filter_string`` (``name``, ``tags.``, times), one page."""
-        return self.store.search_experiments(view_type, max_results, filter_string, order_by, page_token)
+        return self.store.search_experiments(
+            view_type, max_results, filter_string, order_by, page_token
+        )
 
     def delete_experiment(self, experiment_id: str) -> None:
         """Soft-delete an experiment and its runs (``mltrack gc`` removes them for good)."""
@@ -231,6 +233,10 @@ class Client:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         """Write ``text`` as the artifact ``artifact_file``."""
         self._repo(run_id, for_write=True).write_bytes(str(text).encode("utf-8"), artifact_file)
+
+    def log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> None:
+        """Write raw bytes as the artifact ``artifact_file`` (our addition; MLflow has none)."""
+        self._repo(run_id, for_write=True).write_bytes(data, artifact_file)
 
     def log_dict(self, run_id: str, dictionary: Any, artifact_file: str) -> None:
         """Write a dict as JSON, or YAML when ``artifact_file`` ends in .yaml/.yml."""

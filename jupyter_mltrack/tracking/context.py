@@ -70,7 +70,9 @@ def _static_tags() -> dict[str, str]:
         except Exception:  # no user name in containers without passwd entries
             user = "unknown"
         main = sys.modules.get("__main__")
-        source = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] else "<console>")
+        source = getattr(main, "__file__", None) or (
+            sys.argv[0] if sys.argv and sys.argv[0] else "<console>"
+        )
         _static = {
             USER_TAG: user,
             SOURCE_NAME_TAG: source,

@@ -49,6 +49,8 @@ class ActiveRun(Run):
     def __init__(self, run: Run, client: Client) -> None:
         super().__init__(run.info, run.data)
         self._client = client
+        # True for a notebook cell's run: start_run() inside the cell opens a child run.
+        self.nests_children = False
 
     def __enter__(self) -> ActiveRun:
         return self
@@ -119,11 +121,15 @@ def delete_experiment(experiment_id: str) -> None:
     _client().delete_experiment(experiment_id)
 
 
-def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> Experiment:
+def set_experiment(
+    experiment_name: str | None = None, experiment_id: str | None = None
+) -> Experiment:
     """Make an experiment active (creating it by name if needed) and return it."""
     global _active_experiment_id
     if (experiment_name is None) == (experiment_id is None):
-        raise InvalidParameterValue("set_experiment needs exactly one of experiment_name or experiment_id.")
+        raise InvalidParameterValue(
+            "set_experiment needs exactly one of experiment_name or experiment_id."
+        )
     client = _client()
     if experiment_name is not None:
         experiment = client.get_experiment_by_name(experiment_name)
@@ -181,6 +187,8 @@ def start_run(
 ) -> ActiveRun:
     """Start (or resume, with ``run_id``) a run and make it active; use it in ``with``."""
     stack = _state.stack
+    if stack and not nested and stack[-1].nests_children:
+        nested = True  # MLflow code pasted into a %%track cell opens a child of the cell's run
     if stack and not nested:
         active = stack[-1].info
         raise InvalidState(
@@ -267,7 +275,9 @@ def log_metric(
     """Log one metric point to the active run (buffered; reads always see it)."""
     stack = _state.stack
     rid = run_id if run_id is not None else (stack[-1].info.run_id if stack else _run_id())
-    (stack[-1]._client if stack else _client()).log_metric(rid, key, value, timestamp, step, synchronous)
+    (stack[-1]._client if stack else _client()).log_metric(
+        rid, key, value, timestamp, step, synchronous
+    )
 
 
 def log_metrics(
@@ -291,7 +301,9 @@ def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
     return value
 
 
-def log_params(params: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None) -> None:
+def log_params(
+    params: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None
+) -> None:
     _client().store.log_batch(_run_for(run_id), [], [Param(k, v) for k, v in params.items()], [])
 
 
@@ -307,15 +319,21 @@ def delete_tag(key: str) -> None:
     _client().delete_tag(_run_id(), key)
 
 
-def log_batch(metrics: Sequence[Metric] = (), params: Sequence[Param] = (), tags: Sequence[RunTag] = ()) -> None:
+def log_batch(
+    metrics: Sequence[Metric] = (), params: Sequence[Param] = (), tags: Sequence[RunTag] = ()
+) -> None:
     _client().log_batch(_run_id(), metrics, params, tags)
 
 
-def log_artifact(local_path: str, artifact_path: str | None = None, run_id: str | None = None) -> None:
+def log_artifact(
+    local_path: str, artifact_path: str | None = None, run_id: str | None = None
+) -> None:
     _client().log_artifact(_run_for(run_id), local_path, artifact_path)
 
 
-def log_artifacts(local_dir: str, artifact_path: str | None = None, run_id: str | None = None) -> None:
+def log_artifacts(
+    local_dir: str, artifact_path: str | None = None, run_id: str | None = None
+) -> None:
     _client().log_artifacts(_run_for(run_id), local_dir, artifact_path)
 
 
@@ -328,7 +346,11 @@ def log_dict(dictionary: Any, artifact_file: str, run_id: str | None = None) -> 
 
 
 def log_figure(
-    figure: Any, artifact_file: str, *, save_kwargs: dict[str, Any] | None = None, run_id: str | None = None
+    figure: Any,
+    artifact_file: str,
+    *,
+    save_kwargs: dict[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> None:
     _client().log_figure(_run_for(run_id), figure, artifact_file, save_kwargs=save_kwargs)
 
@@ -379,7 +401,12 @@ def search_runs(
         token = None
         while len(found) < max_results:
             page = client.search_runs(
-                ids, filter_string, run_view_type, min(50_000, max_results - len(found)), order_by, token
+                ids,
+                filter_string,
+                run_view_type,
+                min(50_000, max_results - len(found)),
+                order_by,
+                token,
             )
             found.extend(page)
             token = page.token
@@ -387,9 +414,13 @@ def search_runs(
                 break
         return found
     if output_format != "pandas":
-        raise InvalidParameterValue(f"output_format must be 'pandas' or 'list', got {output_format!r}.")
+        raise InvalidParameterValue(
+            f"output_format must be 'pandas' or 'list', got {output_format!r}."
+        )
     client.flush()
-    columns = client.store.search_runs_columns(ids, filter_string, run_view_type, max_results, order_by)
+    columns = client.store.search_runs_columns(
+        ids, filter_string, run_view_type, max_results, order_by
+    )
     from jupyter_mltrack.tracking.frames import runs_frame
 
     return runs_frame(columns)
@@ -412,7 +443,12 @@ def _search_experiment_ids(
             ids.append(experiment.experiment_id)
         return ids
     if experiment_ids:
-        return [str(i) for i in ([experiment_ids] if isinstance(experiment_ids, (str, int)) else experiment_ids)]
+        return [
+            str(i)
+            for i in (
+                [experiment_ids] if isinstance(experiment_ids, (str, int)) else experiment_ids
+            )
+        ]
     if search_all:
         return [e.experiment_id for e in search_experiments(view_type=ViewType.ALL)]
     return [_experiment_id()]
