@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/venv.sh dev
-.venv/bin/python examples/quickstart.py
+.venv/bin/python scripts/run_notebook.py notebooks/quickstart.ipynb

@@ -95,3 +95,32 @@ def mlflow(store_uri: str):
 
     mlflow.set_tracking_uri(store_uri)
     return mlflow
+
+
+@pytest.fixture(scope="session")
+def _shell():
+    """One real IPython InteractiveShell for the session (history off)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = InteractiveShell.instance(config=config)
+    shell.colors = "nocolor"
+    return shell
+
+
+@pytest.fixture
+def ip(_shell, tmp_path: Path):
+    """The shell with jupyter_mltrack loaded, a clean namespace and a store in tmp_path."""
+    import jupyter_mltrack
+
+    _shell.reset(new_session=False)
+    _shell.config.pop("MLTrack", None)  # %config of an earlier test must not leak
+    jupyter_mltrack.load_ipython_extension(_shell)
+    _shell.run_line_magic("mltrack", f"store {tmp_path / 'store'}")
+    yield _shell
+    jupyter_mltrack.unload_ipython_extension(_shell)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

@@ -114,7 +114,8 @@ class TrackedCell:
         tags[CELL_TAG] = self.cell_id or fingerprint
         if self.cell_id:
             tags[CELL_ID_TAG] = self.cell_id
-        count = getattr(self.shell, "execution_count", None)
+        outer = self.shell.displayhook.exec_result
+        count = getattr(outer, "execution_count", None) or getattr(self.shell, "execution_count", None)
         if count is not None:
             tags[EXECUTION_COUNT_TAG] = str(count)
         kernel = _kernel_id()
@@ -324,10 +325,8 @@ class _Result:
 
 
 def _looks_numeric(value: Any) -> bool:
-    """Arrays, series and numeric-looking strings deserve a note when skipped."""
-    return hasattr(value, "shape") or (
-        isinstance(value, str) and value.replace(".", "", 1).isdigit()
-    )
+    """Strings and arrays (numpy, pandas Series, tensors) deserve a note when skipped."""
+    return isinstance(value, str) or (hasattr(value, "dtype") and hasattr(value, "shape"))
 
 
 def _kernel_id() -> str | None:

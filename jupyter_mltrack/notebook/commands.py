@@ -216,7 +216,7 @@ def _recall(shell: Any, options: MLTrack, args: Any) -> Any:
         except ValueError as err:
             raise UsageError(str(err)) from None
     magic = run.data.tags.get("mltrack.cell.magic", "%%track")
-    shell.set_next_input(f"{magic}\n{source}", replace=False)
+    shell.set_next_input(f"{magic}\n{source.rstrip()}", replace=False)
     print(f"Recalled run {run.info.run_name!r} into the next cell.")
     return None
 
