@@ -18,6 +18,7 @@ from jupyter_mltrack.store.base import Store
 STORE_FOLDER_NAME = "mltrack"
 DB_FILE_NAME = "mltrack.db"
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_WAL_FORMAT = 2  # header byte 18: 1 = rollback journal, 2 = WAL
 
 _factories: dict[str, Callable[[str], Store]] = {}
 _stores: dict[str, Store] = {}
@@ -127,14 +128,20 @@ def _open_sqlite_file(db_path: Path, artifact_dir: Path) -> Store:
     if db_path.exists():
         try:
             with open(db_path, "rb") as fh:
-                header = fh.read(16)
+                header = fh.read(100)
         except OSError as err:
             raise StoreError(f"Cannot read the store database {db_path}: {err.strerror}.") from None
-        if header and header != _SQLITE_HEADER:
+        if header and header[:16] != _SQLITE_HEADER:
             raise StoreError(
                 f"{db_path} is not a SQLite database, so it cannot be a jupyter_mltrack store; "
                 "it was left untouched. Point the tracking URI at a folder or a .db file."
             )
+        if len(header) == 100 and header[18] != _WAL_FORMAT:
+            # Not in WAL mode, so not created by us: our engine would switch it to WAL (a
+            # header rewrite), hence a read-only look first to refuse a foreign file intact.
+            from jupyter_mltrack.store.migrate import check_sqlite_file
+
+            check_sqlite_file(db_path)
     elif not db_path.parent.is_dir():
         raise StoreError(f"Cannot create {db_path}: the folder {db_path.parent} does not exist.")
     return SqlStore(f"sqlite:///{db_path}", path_to_uri(artifact_dir))

@@ -68,7 +68,7 @@ runs = Table(
     Column("name", String(250)),
     Column("user_id", String(256)),
     Column("status", String(20), nullable=False),
-    Column("start_time", BigInteger),
+    Column("start_time", BigInteger, nullable=False),
     Column("end_time", BigInteger),
     Column("lifecycle_stage", String(20), nullable=False),
     Column("artifact_uri", String(2000)),

@@ -85,6 +85,8 @@ class SqlStore(Store):
         self._writable: dict[str, int] = {}
         self._metric_insert_sql, self._metric_positional = self._compile_metric_insert()
         self._ensure_default_experiment()
+        if self.dialect == "sqlite":
+            self._refresh_statistics()
 
     def describe(self) -> str:
         """The database URL without its password."""
@@ -109,6 +111,33 @@ class SqlStore(Store):
         else:
             from sqlalchemy.dialects.sqlite import insert
         return insert(table)
+
+    def _refresh_statistics(self) -> None:
+        """Keep SQLite's planner statistics roughly current (ANALYZE when runs doubled).
+
+        Without them SQLite guesses that a metric range is selective and sorts thousands of
+        rows for a default-ordered search; with them the same search reads one page.
+        """
+        from sqlalchemy import text
+
+        with self._read() as conn:
+            runs_now = conn.execute(text("SELECT max(id) FROM runs")).scalar() or 0
+            if runs_now < 1000:
+                return
+            has_stats = conn.execute(
+                text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")
+            ).scalar()
+            counted = 0
+            if has_stats:
+                stat = conn.execute(
+                    text("SELECT stat FROM sqlite_stat1 WHERE tbl = 'runs' LIMIT 1")
+                ).scalar()
+                counted = int(stat.split()[0]) if stat else 0
+        if counted * 2 > runs_now:
+            return
+        with self._write() as conn:
+            conn.exec_driver_sql("PRAGMA analysis_limit = 1000")
+            conn.exec_driver_sql("ANALYZE")
 
     # -- experiments --------------------------------------------------------------------------
     def _ensure_default_experiment(self) -> None:
@@ -555,9 +584,34 @@ class SqlStore(Store):
                 )
 
     def write_metric_rows(self, rows: Sequence[tuple[int, str, float, int, int]]) -> None:
-        if rows:
+        if not rows:
+            return
+        try:
             with self._write() as conn:
                 self._insert_metrics(conn, rows)
+        except exc.IntegrityError:
+            # A run was removed for good (``mltrack gc`` elsewhere) while its points waited in
+            # the buffer: keep every other run's points of the batch, report the lost ones.
+            lost = self._write_surviving_metric_rows(rows)
+            if not lost:
+                raise
+            raise ResourceDoesNotExist(
+                f"{lost} buffered metric point(s) could not be written: their run was removed "
+                "permanently (mltrack gc) before they were flushed. The other points were kept."
+            ) from None
+
+    def _write_surviving_metric_rows(self, rows: Sequence[tuple[int, str, float, int, int]]) -> int:
+        """Write the rows whose run still exists; return how many were dropped."""
+        keys = {row[0] for row in rows}
+        with self._write() as conn:
+            alive = set(conn.execute(select(runs.c.id).where(runs.c.id.in_(keys))).scalars())
+            kept = [row for row in rows if row[0] in alive]
+            if kept and len(kept) < len(rows):
+                self._insert_metrics(conn, kept)
+        gone = keys - alive
+        if gone:
+            self._writable = {u: k for u, k in self._writable.items() if k not in gone}
+        return len(rows) - len(kept)
 
     def _compile_metric_insert(self) -> tuple[str, bool]:
         stmt = self._insert(metric_history).on_conflict_do_nothing()

@@ -50,7 +50,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(250)),
         sa.Column("user_id", sa.String(256)),
         sa.Column("status", sa.String(20), nullable=False),
-        sa.Column("start_time", sa.BigInteger),
+        sa.Column("start_time", sa.BigInteger, nullable=False),
         sa.Column("end_time", sa.BigInteger),
         sa.Column("lifecycle_stage", sa.String(20), nullable=False),
         sa.Column("artifact_uri", sa.String(2000)),
