@@ -295,3 +295,77 @@ class PagedList(list, Generic[T]):
     def __init__(self, items: Iterable[T], token: str | None) -> None:
         super().__init__(items)
         self.token = token
+
+
+# -- model registry ---------------------------------------------------------------------------
+class Stage:
+    """Model version stages (first-class here, as in MLflow 2)."""
+
+    NONE = "None"
+    STAGING = "Staging"
+    PRODUCTION = "Production"
+    ARCHIVED = "Archived"
+
+    ALL = (NONE, STAGING, PRODUCTION, ARCHIVED)
+
+    @classmethod
+    def canonical(cls, stage: str | None) -> str:
+        """``"production"`` -> ``"Production"``; an unknown stage is a clear error."""
+        text = "None" if stage is None else str(stage)
+        for known in cls.ALL:
+            if text.lower() == known.lower():
+                return known
+        from jupyter_mltrack.exceptions import InvalidParameterValue
+
+        raise InvalidParameterValue(
+            f"Invalid stage {stage!r}; valid stages are: {', '.join(cls.ALL)} (case-insensitive)."
+        )
+
+
+@dataclass
+class ModelVersion:
+    """One version of a registered model."""
+
+    name: str
+    version: int
+    creation_timestamp: int
+    last_updated_timestamp: int | None = None
+    description: str | None = None
+    user_id: str | None = None
+    current_stage: str = Stage.NONE
+    source: str | None = None
+    run_id: str | None = None
+    status: str = "READY"
+    status_message: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    run_link: str | None = None
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RegisteredModel:
+    """A registered model: its versions (latest per stage), tags and aliases."""
+
+    name: str
+    creation_timestamp: int | None = None
+    last_updated_timestamp: int | None = None
+    description: str | None = None
+    latest_versions: list[ModelVersion] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class AuditEntry:
+    """One registry decision: a stage transition, alias move, promotion or rollback."""
+
+    name: str
+    version: int | None
+    action: str
+    target: str | None
+    from_value: str | None
+    to_value: str | None
+    user_id: str | None
+    timestamp: int
+    comment: str | None = None
+    details: dict[str, Any] | None = None

@@ -87,3 +87,11 @@ class StoreError(MlflowException):
     """The store cannot be opened: unreadable, foreign, or written by a newer version."""
 
     default_error_code = INVALID_STATE
+
+
+class PromotionRefused(InvalidState):
+    """A promotion's validation gate did not pass; nothing was promoted."""
+
+    def __init__(self, message: str, result: dict | None = None) -> None:
+        super().__init__(message)
+        self.result = result or {}

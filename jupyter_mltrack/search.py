@@ -167,6 +167,48 @@ EXPERIMENTS = EntitySpec(
 )
 
 
+REGISTERED_MODELS = EntitySpec(
+    name="registered model",
+    table=schema.registered_models,
+    attributes={
+        "name": Attribute("name", _STR),
+        "creation_timestamp": Attribute("creation_timestamp", _NUM),
+        "last_updated_timestamp": Attribute("last_updated_timestamp", _NUM),
+    },
+    children={"tags": KeyValues(schema.registered_model_tags, (("model_id", "model_id"),), _STR)},
+    prefixes={
+        **dict.fromkeys(("attributes", "attribute", "attr"), "attributes"),
+        **dict.fromkeys(("tags", "tag"), "tags"),
+    },
+    unique="model_id",
+    bare_attributes=True,
+    default_order=("name ASC",),
+)
+
+MODEL_VERSIONS = EntitySpec(
+    name="model version",
+    table=schema.model_versions,
+    attributes={
+        "name": Attribute("name", _STR),
+        "version": Attribute("version", _NUM),
+        "run_id": Attribute("run_id", _STR),
+        "source": Attribute("source", _STR),
+        "current_stage": Attribute("current_stage", _STR),
+        "user_id": Attribute("user_id", _STR),
+        "creation_timestamp": Attribute("creation_timestamp", _NUM),
+        "last_updated_timestamp": Attribute("last_updated_timestamp", _NUM),
+    },
+    children={"tags": KeyValues(schema.model_version_tags, (("version_id", "id"),), _STR)},
+    prefixes={
+        **dict.fromkeys(("attributes", "attribute", "attr"), "attributes"),
+        **dict.fromkeys(("tags", "tag"), "tags"),
+    },
+    unique="id",
+    bare_attributes=True,
+    default_order=("name ASC", "version DESC"),
+)
+
+
 # -- tokens --------------------------------------------------------------------------------
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _KEY = re.compile(r"[\w\-./:]+")
@@ -612,6 +654,21 @@ def compile_experiments_search(
     """
     where = [schema.experiments.c.lifecycle_stage.in_(stages)]
     return _compile(EXPERIMENTS, where, filter_string, order_by, max_results, offset)
+
+
+def compile_registered_models_search(
+    filter_string: str | None, order_by: Sequence[str] | None, max_results: int, offset: int
+) -> sa.Select[Any]:
+    """One query for a page of registered models (``name``, ``tags.``, timestamps)."""
+    return _compile(REGISTERED_MODELS, [], filter_string, order_by, max_results, offset)
+
+
+def compile_model_versions_search(
+    filter_string: str | None, order_by: Sequence[str] | None, max_results: int, offset: int
+) -> sa.Select[Any]:
+    """One query for a page of model versions (``name``, ``version``, ``run_id``, ``current_stage``,
+    ``tags.``...); by default ordered by name, newest version first."""
+    return _compile(MODEL_VERSIONS, [], filter_string, order_by, max_results, offset)
 
 
 # -- page tokens ---------------------------------------------------------------------------

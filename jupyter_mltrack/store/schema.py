@@ -21,10 +21,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 # Bump together with a new migration in migrations/versions/.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 VERSION_TABLE = "mltrack_schema_version"
 
 metadata = MetaData()
@@ -122,4 +123,110 @@ metrics = Table(
     Column("is_nan", Boolean, nullable=False),
     PrimaryKeyConstraint("run_id", "key", "step", "timestamp", "value", "is_nan"),
     sqlite_with_rowid=False,
+)
+
+
+# -- model registry (revision 0002) -----------------------------------------------------------
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("model_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("description", Text),
+    Column("creation_timestamp", BigInteger, nullable=False),
+    Column("last_updated_timestamp", BigInteger, nullable=False),
+)
+
+registered_model_tags = Table(
+    "registered_model_tags",
+    metadata,
+    Column(
+        "model_id",
+        Integer,
+        ForeignKey("registered_models.model_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("key", String(250), nullable=False),
+    Column("value", Text),
+    PrimaryKeyConstraint("model_id", "key"),
+)
+
+# ``name`` repeats the model's name (kept in step on rename) so versions search by name alone.
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "model_id",
+        Integer,
+        ForeignKey("registered_models.model_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(256), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("creation_timestamp", BigInteger, nullable=False),
+    Column("last_updated_timestamp", BigInteger, nullable=False),
+    Column("description", Text),
+    Column("user_id", String(256)),
+    Column("current_stage", String(20), nullable=False),
+    Column("source", String(2000), nullable=False),
+    Column("run_id", String(32)),
+    Column("run_link", String(2000)),
+    Column("status", String(20), nullable=False),
+    Column("status_message", Text),
+    UniqueConstraint("model_id", "version", name="uq_model_versions_model_version"),
+    Index("ix_model_versions_name_version", "name", "version"),
+    Index("ix_model_versions_model_stage", "model_id", "current_stage"),
+    Index("ix_model_versions_run", "run_id"),
+)
+
+model_version_tags = Table(
+    "model_version_tags",
+    metadata,
+    Column(
+        "version_id", Integer, ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("key", String(250), nullable=False),
+    Column("value", Text),
+    PrimaryKeyConstraint("version_id", "key"),
+)
+
+registered_model_aliases = Table(
+    "registered_model_aliases",
+    metadata,
+    Column(
+        "model_id",
+        Integer,
+        ForeignKey("registered_models.model_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("alias", String(256), nullable=False),
+    Column(
+        "version_id", Integer, ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False
+    ),
+    PrimaryKeyConstraint("model_id", "alias"),
+)
+
+# Every stage transition, alias move and promotion decision: who, when, from, to, why.
+registry_audit = Table(
+    "registry_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "model_id",
+        Integer,
+        ForeignKey("registered_models.model_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(256), nullable=False),
+    Column("version", Integer),
+    Column("action", String(32), nullable=False),
+    Column("target", String(256)),  # the stage or alias acted on
+    Column("from_value", String(256)),
+    Column("to_value", String(256)),
+    Column("user_id", String(256)),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("comment", Text),
+    Column("details", Text),  # JSON: validation results
+    Index("ix_registry_audit_model", "model_id", "id"),
 )

@@ -81,12 +81,22 @@ class SqlStore(Store):
         except exc.DBAPIError as err:
             self.engine.dispose()
             raise StoreError(f"Cannot open the store {self.describe()}: {err.orig}") from None
+        self._registry: Any = None
         # run_uuid -> runs.id for runs known to be writable (not deleted) in this process
         self._writable: dict[str, int] = {}
         self._metric_insert_sql, self._metric_positional = self._compile_metric_insert()
         self._ensure_default_experiment()
         if self.dialect == "sqlite":
             self._refresh_statistics()
+
+    @property
+    def registry(self) -> Any:
+        """The model registry kept in the same database (``SqlRegistry``)."""
+        if self._registry is None:
+            from jupyter_mltrack.store.registry import SqlRegistry
+
+            self._registry = SqlRegistry(self)
+        return self._registry
 
     def describe(self) -> str:
         """The database URL without its password."""

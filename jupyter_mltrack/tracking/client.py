@@ -28,6 +28,7 @@ from jupyter_mltrack.store.artifacts import LocalArtifactRepository, get_artifac
 from jupyter_mltrack.store.base import Store
 from jupyter_mltrack.tracking import config
 from jupyter_mltrack.tracking.context import PARENT_RUN_TAG, USER_TAG, git_dirty_tag
+from jupyter_mltrack.tracking.registry_client import RegistryMethods
 from jupyter_mltrack.tracking.writer import MetricWriter, writer_for
 
 
@@ -35,7 +36,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class Client:
+class Client(RegistryMethods):
     """Tracking client over one store; every read sees this process's earlier writes."""
 
     def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
@@ -304,9 +305,9 @@ MlflowClient = Client
 
 
 def _user() -> str:
-    from jupyter_mltrack.tracking.context import _static_tags
+    from jupyter_mltrack.identity import current_user
 
-    return _static_tags()[USER_TAG]
+    return current_user()
 
 
 def _to_pil(image: Any) -> Any:

@@ -7,13 +7,14 @@ background thread and attached when the run ends.
 
 from __future__ import annotations
 
-import getpass
 import os
 import platform
 import subprocess
 import sys
 import threading
 from pathlib import Path
+
+from jupyter_mltrack.identity import current_user
 
 USER_TAG = "mlflow.user"
 SOURCE_NAME_TAG = "mlflow.source.name"
@@ -65,10 +66,7 @@ def set_source(name: str, source_type: str = "NOTEBOOK") -> None:
 def _static_tags() -> dict[str, str]:
     global _static
     if _static is None:
-        try:
-            user = getpass.getuser()
-        except Exception:  # no user name in containers without passwd entries
-            user = "unknown"
+        user = current_user()
         main = sys.modules.get("__main__")
         source = getattr(main, "__file__", None) or (
             sys.argv[0] if sys.argv and sys.argv[0] else "<console>"
@@ -165,7 +163,9 @@ def start_dirty_check(start: str | None = None) -> None:
     def check() -> None:
         try:
             out = subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
+                # --no-optional-locks: a background status must not take .git/index.lock,
+                # or the user's own git commands fail while it runs.
+                ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
                 cwd=work_tree,
                 capture_output=True,
                 text=True,

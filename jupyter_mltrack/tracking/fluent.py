@@ -471,3 +471,36 @@ def reset_state() -> None:
     config.set_notebook_tracking_uri(None)
     forget_writers()
     forget_stores()
+
+
+def register_model(
+    model_uri: str,
+    name: str,
+    await_registration_for: int = 300,
+    *,
+    tags: dict[str, Any] | None = None,
+) -> Any:
+    """Register the model at ``model_uri`` (``runs:/...``, ``models:/...`` or a path) under ``name``.
+
+    The registered model is created when it does not exist; returns the new ModelVersion.
+    """
+    import os
+
+    from jupyter_mltrack.exceptions import ResourceAlreadyExists
+    from jupyter_mltrack.models.uri import resolve_model_uri
+    from jupyter_mltrack.store.artifacts import path_to_uri
+
+    client = _client()
+    resolved = resolve_model_uri(model_uri, client)
+    if not os.path.isfile(os.path.join(resolved.local_path, "MLmodel")):
+        raise InvalidParameterValue(
+            f"{model_uri} is not a logged model (no MLmodel file in it); log one with "
+            "jupyter_mltrack.sklearn.log_model / pyfunc.log_model first."
+        )
+    try:
+        client.create_registered_model(name)
+    except ResourceAlreadyExists:
+        pass
+    return client.create_model_version(
+        name, path_to_uri(resolved.local_path), run_id=resolved.run_id, tags=tags
+    )

@@ -12,7 +12,9 @@ down_revision = None
 
 
 def _run_fk() -> sa.Column:
-    return sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False)
+    return sa.Column(
+        "run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False
+    )
 
 
 def upgrade() -> None:
