@@ -235,3 +235,21 @@ def test_mltrack_commands(ip):
     assert "position" in str(bad.error_in_exec)
     assert "needs at least two runs" in str(ip.run_cell("%mltrack compare one").error_in_exec)
     assert ip.run_cell("%mltrack frobnicate").error_in_exec is not None
+
+
+def test_mltrack_registry_lists_models_and_versions(ip):
+    ip.run_cell("%%track\nx = 1")
+    client = mlflow.MlflowClient()
+    run_id = runs()[0].info.run_id
+    client.log_text(run_id, "flavors: {}", "model/MLmodel")
+    mlflow.register_model(f"runs:/{run_id}/model", "Churn")
+    mlflow.register_model(f"runs:/{run_id}/model", "Churn")
+    client.transition_model_version_stage("Churn", 2, "Production")
+    client.set_registered_model_alias("Churn", "champion", 1)
+    overview = ip.run_line_magic("mltrack", "registry")
+    assert overview.rows == [["Churn", "v1 None, v2 Production", "champion=v1", ""]]
+    detail = ip.run_line_magic("mltrack", "registry Churn")
+    assert [row[:3] for row in detail.rows] == [["v2", "Production", ""], ["v1", "None", "champion"]]
+    assert "transition v2 None→Production" in detail.title
+    missing = ip.run_cell("%mltrack registry Nope")
+    assert "Registered model 'Nope' not found" in str(missing.error_in_exec)

@@ -115,7 +115,9 @@ class TrackedCell:
         if self.cell_id:
             tags[CELL_ID_TAG] = self.cell_id
         outer = self.shell.displayhook.exec_result
-        count = getattr(outer, "execution_count", None) or getattr(self.shell, "execution_count", None)
+        count = getattr(outer, "execution_count", None) or getattr(
+            self.shell, "execution_count", None
+        )
         if count is not None:
             tags[EXECUTION_COUNT_TAG] = str(count)
         kernel = _kernel_id()

@@ -187,7 +187,43 @@ def _compare(shell: Any, options: MLTrack, args: Any) -> Any:
 
 
 def _registry(shell: Any, options: MLTrack, args: Any) -> Any:
-    raise UsageError("The model registry is not available in this version of jupyter_mltrack yet.")
+    client = _fluent()._client()
+    if not args.name:
+        models = client.search_registered_models(max_results=1000)
+        rows = [
+            [
+                m.name,
+                ", ".join(f"v{v.version} {v.current_stage}" for v in m.latest_versions),
+                ", ".join(f"{a}=v{v}" for a, v in sorted(m.aliases.items())),
+                m.description or "",
+            ]
+            for m in models
+        ]
+        return Table(
+            f"{len(rows)} registered model(s)",
+            ["model", "latest versions", "aliases", "description"],
+            rows,
+        )
+    model = client.get_registered_model(args.name)
+    versions = client.search_model_versions(f"name = '{args.name}'")
+    rows = [
+        [
+            f"v{v.version}",
+            v.current_stage,
+            ", ".join(v.aliases),
+            v.run_id or "",
+            _time(v.creation_timestamp),
+            v.description or "",
+        ]
+        for v in versions
+    ]
+    trail = client.get_audit_trail(args.name)[-5:]
+    title = f"{model.name}: {len(rows)} version(s)"
+    if trail:
+        title += " · recent: " + "; ".join(
+            f"{e.action} v{e.version} {e.from_value or '-'}→{e.to_value or '-'}" for e in trail
+        )
+    return Table(title, ["version", "stage", "aliases", "run", "registered", "description"], rows)
 
 
 def _recall(shell: Any, options: MLTrack, args: Any) -> Any:
