@@ -12,6 +12,7 @@ import platform
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from jupyter_mltrack.identity import current_user
@@ -153,11 +154,24 @@ def _read_ref(git_dir: Path, ref: str) -> str | None:
     return None  # a fresh repository with no commit yet
 
 
+DIRTY_RECHECK_S = 10.0
+_dirty_checked_at: dict[str, float] = {}
+
+
 def start_dirty_check(start: str | None = None) -> None:
-    """Compute the git dirty flag once per repository in a background thread."""
+    """Refresh the git dirty flag in a background thread, at most every DIRTY_RECHECK_S
+    seconds per repository, so long-lived kernels see edits made since the last run."""
     git_dir = find_git_dir(start)
-    if git_dir is None or str(git_dir) in _dirty_threads:
+    if git_dir is None:
         return
+    key = str(git_dir)
+    running = _dirty_threads.get(key)
+    if running is not None and running.is_alive():
+        return
+    now = time.monotonic()
+    if now - _dirty_checked_at.get(key, -DIRTY_RECHECK_S) < DIRTY_RECHECK_S:
+        return
+    _dirty_checked_at[key] = now
     work_tree = git_dir.parent
 
     def check() -> None:
