@@ -18,7 +18,7 @@ _ELSEWHERE = {
     "MlflowException": "jupyter_mltrack.exceptions",
     "MLTrackError": "jupyter_mltrack.exceptions",
 }
-_SUBMODULES = {"entities", "exceptions", "tracking", "store", "search", "validation", "registry"}
+_SUBMODULES = {"entities", "exceptions", "tracking", "store", "search", "validation", "registry", "models", "sklearn", "pyfunc"}
 
 __all__ = [*_FLUENT, *_ELSEWHERE, *_SUBMODULES]
 

@@ -31,7 +31,9 @@ def parse_runs_uri(uri: str) -> tuple[str, str]:
     """``runs:/<run_id>/<path>`` -> (run_id, path)."""
     match = _RUNS.match(uri)
     if not match or not match.group("run_id"):
-        raise InvalidParameterValue(f"Invalid runs URI {uri!r}; expected runs:/<run_id>/<artifact path>.")
+        raise InvalidParameterValue(
+            f"Invalid runs URI {uri!r}; expected runs:/<run_id>/<artifact path>."
+        )
     return match.group("run_id"), match.group("path").strip("/")
 
 
@@ -96,7 +98,9 @@ def _resolve_registered(client: object, uri: str) -> ResolvedModel:
     return _from_version(client, mv, stage=mv.current_stage)
 
 
-def _from_version(client: object, mv: object, stage: str | None = None, alias: str | None = None) -> ResolvedModel:
+def _from_version(
+    client: object, mv: object, stage: str | None = None, alias: str | None = None
+) -> ResolvedModel:
     from jupyter_mltrack.store.artifacts import uri_to_path
 
     local = uri_to_path(mv.source)  # type: ignore[attr-defined]
