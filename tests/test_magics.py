@@ -253,3 +253,32 @@ def test_mltrack_registry_lists_models_and_versions(ip):
     assert "transition v2 None→Production" in detail.title
     missing = ip.run_cell("%mltrack registry Nope")
     assert "Registered model 'Nope' not found" in str(missing.error_in_exec)
+
+
+def test_log_model_and_register_from_a_tracked_cell(ip, capsys):
+    ip.run_cell(
+        "from sklearn.datasets import load_iris\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "X, y = load_iris(return_X_y=True, as_frame=True)"
+    )
+    cell = "%%track iris --log-model clf --register IrisModel\nC = 0.5\nclf = LogisticRegression(C=C, max_iter=500).fit(X, y)\nscore = clf.score(X, y)"
+    assert ip.run_cell(cell).success
+    out = capsys.readouterr().out
+    assert "model clf logged as runs:/" in out and "registered as IrisModel v1" in out
+    [run] = runs()
+    from jupyter_mltrack import pyfunc
+
+    model = pyfunc.load_model("models:/IrisModel/1")
+    assert model.predict(ip.user_ns["X"].head(3)).tolist() == ip.user_ns["clf"].predict(ip.user_ns["X"].head(3)).tolist()
+    assert mlflow.MlflowClient().get_model_version("IrisModel", 1).run_id == run.info.run_id
+
+
+def test_log_model_bad_inputs_never_fail_the_cell(ip, capsys):
+    assert ip.run_cell("%%track --log-model missing\nx = 1").success
+    assert ip.run_cell("%%track --log-model thing\nthing = object()").success
+    out = capsys.readouterr().out
+    assert "no variable named 'missing'" in out
+    assert "not a model this version can log" in out
+    assert [r.info.status for r in runs()] == ["FINISHED", "FINISHED"]
+    result = ip.run_cell("%%track --register Name\nx = 1")
+    assert "--register NAME needs --log-model" in str(result.error_in_exec)

@@ -234,6 +234,8 @@ class TrackedCell:
             self.notes.append(f"capture not stored: {err.message}")
         for name, png in images:
             client.log_bytes(run_id, png, name)
+        if self.args.log_model and error is None:
+            self._log_model(active)
         if error is None:
             status = RunStatus.FINISHED
         elif isinstance(error, KeyboardInterrupt):
@@ -251,6 +253,28 @@ class TrackedCell:
             self._show_summary(
                 client, run_id, len(params), len(metrics), len(images), duration, status
             )
+
+    def _log_model(self, active: Any) -> None:
+        """``--log-model VAR [--register NAME]``: log the model held in VAR into the cell's run."""
+        from jupyter_mltrack.tracking import fluent
+
+        var = self.args.log_model
+        if var not in self.shell.user_ns:
+            self.notes.append(f"--log-model {var}: no variable named {var!r}; no model logged")
+            return
+        if fluent.active_run() is not active:
+            self.notes.append("--log-model: the cell ended its own run; no model logged")
+            return
+        model = self.shell.user_ns[var]
+        try:
+            info = log_any_model(model, self.args.register)
+        except MlflowException as err:
+            self.notes.append(f"--log-model {var}: {err.message}")
+            return
+        note = f"model {var} logged as {info.model_uri}"
+        if info.registered_model_version is not None:
+            note += f", registered as {self.args.register} v{info.registered_model_version}"
+        self.notes.append(note)
 
     def _captured(
         self, analysis: capture.CellAnalysis | None
@@ -318,6 +342,29 @@ class TrackedCell:
                 notes=list(self.notes),
             )
         )
+
+
+def log_any_model(model: Any, register: str | None) -> Any:
+    """Log a scikit-learn estimator or a pyfunc PythonModel as ``model`` in the active run."""
+    from jupyter_mltrack import pyfunc
+
+    if isinstance(model, pyfunc.PythonModel):
+        return pyfunc.log_model(name="model", python_model=model, registered_model_name=register)
+    if _is_sklearn_estimator(model):
+        from jupyter_mltrack import sklearn
+
+        return sklearn.log_model(model, name="model", registered_model_name=register)
+    raise MlflowException(
+        f"a {type(model).__name__} is not a model this version can log; --log-model takes "
+        "scikit-learn estimators and pyfunc PythonModel instances."
+    )
+
+
+def _is_sklearn_estimator(model: Any) -> bool:
+    import sys
+
+    base = sys.modules.get("sklearn.base")
+    return base is not None and isinstance(model, base.BaseEstimator)
 
 
 class _Result:
