@@ -406,7 +406,9 @@ class SqlRegistry:
                 .where(registered_models.c.model_id == model.model_id)
                 .values(last_updated_timestamp=now)
             )
-            self._audit(conn, model, number, "register", None, None, source)
+            self._audit(
+                conn, model, number, "register", None, None, Stage.NONE, details={"source": source}
+            )
         return self.get_model_version(name, number)
 
     def get_model_version(self, name: str, version: object) -> ModelVersion:
