@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_mltrack.entities import Param
+from jupyter_mltrack.exceptions import InvalidParameterValue
 from jupyter_mltrack.tracking.writer import writer_for
 
 LONG_WINDOW_S = 600.0  # the background thread stays asleep: only flushes write
@@ -198,7 +200,7 @@ def test_points_of_a_run_removed_elsewhere_do_not_take_others_down(client, store
     with pytest.raises(ResourceDoesNotExist) as err:
         client.flush()
     assert err.value.error_code == "RESOURCE_DOES_NOT_EXIST"
-    assert "5 buffered metric point" in str(err.value)
+    assert "5 buffered write(s)" in str(err.value)
     assert "removed" in str(err.value)
     assert [m.value for m in client.get_metric_history(kept, "m")] == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert _history_rows(store_uri, kept) == 5
@@ -207,3 +209,68 @@ def test_points_of_a_run_removed_elsewhere_do_not_take_others_down(client, store
     client.log_metric(kept, "m", 5.0, step=5)
     client.flush()
     assert _history_rows(store_uri, kept) == 6
+
+
+def _stored_params(store_uri: str, run_id: str) -> dict[str, str]:
+    other = _independent_store(store_uri)
+    try:
+        return other.get_run(run_id).data.params
+    finally:
+        other.engine.dispose()
+
+
+def test_params_and_tags_of_own_runs_are_written_behind(client, store_uri, slow_writer):
+    run_id = client.create_run("0").info.run_id
+    client.log_param(run_id, "lr", 0.1)
+    client.set_tag(run_id, "team", "churn")
+    assert _stored_params(store_uri, run_id) == {}  # not yet in the database...
+    run = client.get_run(run_id)  # ...but this process reads its own writes
+    assert run.data.params == {"lr": "0.1"} and run.data.tags["team"] == "churn"
+    assert _stored_params(store_uri, run_id) == {"lr": "0.1"}
+
+
+def test_param_conflict_on_own_run_is_refused_at_once(client, store_uri, slow_writer):
+    run_id = client.create_run("0").info.run_id
+    client.log_param(run_id, "lr", 0.1)
+    client.log_param(run_id, "lr", "0.1")  # the same value again is fine
+    with pytest.raises(
+        InvalidParameterValue, match=r"Param 'lr' was already logged with value '0.1'"
+    ):
+        client.log_param(run_id, "lr", 0.2)
+    with pytest.raises(InvalidParameterValue):
+        client.log_batch(run_id, params=[Param("a", 1), Param("lr", 0.3)])
+    client.set_terminated(run_id)
+    assert _stored_params(store_uri, run_id) == {"lr": "0.1"}  # the batch was all or nothing
+
+
+def test_param_conflict_with_another_process_surfaces_at_flush_and_keeps_the_rest(
+    client, store_uri, slow_writer
+):
+    run_id = client.create_run("0").info.run_id
+    other = _independent_store(store_uri)
+    try:
+        other.log_batch(run_id, params=[Param("lr", "0.5")])  # another process got there first
+    finally:
+        other.engine.dispose()
+    client.log_param(run_id, "lr", 0.1)  # we cannot know yet: queued
+    client.log_param(run_id, "depth", 3)
+    client.log_metric(run_id, "loss", 0.25)
+    with pytest.raises(InvalidParameterValue, match=r"already logged with value '0.5'"):
+        client.flush()
+    run = client.get_run(run_id)
+    assert run.data.params == {"lr": "0.5", "depth": "3"}  # nothing stored was overwritten
+    assert run.data.metrics == {"loss": 0.25}
+
+
+def test_end_run_writes_the_queue_and_the_end_in_one_go(client, store_uri, slow_writer):
+    run_id = client.create_run("0").info.run_id
+    client.log_param(run_id, "lr", 0.1)
+    client.log_metric(run_id, "loss", 0.5)
+    info = client.set_terminated(run_id, "FINISHED")
+    assert info.status == "FINISHED" and info.end_time
+    assert slow_writer.pending() == 0
+    assert _stored_params(store_uri, run_id) == {"lr": "0.1"}
+    assert _history_rows(store_uri, run_id) == 1
+    # a finished run still takes client logging (post-hoc evaluation), now synchronously
+    client.log_param(run_id, "evaluated", True)
+    assert _stored_params(store_uri, run_id) == {"lr": "0.1", "evaluated": "True"}

@@ -71,7 +71,9 @@ class LocalArtifactRepository:
             raise ResourceDoesNotExist(f"Cannot log artifact: no such file {local_file!r}.")
         dest_dir = self._target(artifact_path)
         os.makedirs(dest_dir, exist_ok=True)
-        dest = self._target(posixpath.join(clean_artifact_path(artifact_path), os.path.basename(local_file)))
+        dest = self._target(
+            posixpath.join(clean_artifact_path(artifact_path), os.path.basename(local_file))
+        )
         shutil.copyfile(local_file, dest)
 
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
@@ -154,7 +156,9 @@ _REPOSITORIES: dict[str, Callable[[str], LocalArtifactRepository]] = {
 }
 
 
-def register_artifact_repository(scheme: str, factory: Callable[[str], LocalArtifactRepository]) -> None:
+def register_artifact_repository(
+    scheme: str, factory: Callable[[str], LocalArtifactRepository]
+) -> None:
     """Make ``scheme://`` artifact URIs use ``factory``."""
     _REPOSITORIES[scheme] = factory
 

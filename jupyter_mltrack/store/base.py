@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_mltrack.entities import Experiment, Metric, PagedList, Param, Run, RunInfo, RunTag
+
+
+@dataclass
+class PendingWrites:
+    """Buffered writes persisted together in one transaction.
+
+    metrics: ``(run_key, key, value, timestamp, step)``; params: ``(run_key, run_id, key,
+    value)``; tags: ``(run_key, key, value)``. Values are already validated.
+    """
+
+    metrics: list[tuple[int, str, float, int, int]] = field(default_factory=list)
+    params: list[tuple[int, str, str, str]] = field(default_factory=list)
+    tags: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.metrics or self.params or self.tags)
 
 
 class Store(abc.ABC):
@@ -64,8 +81,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def update_run_info(
-        self, run_id: str, run_status: str | None, end_time: int | None, run_name: str | None
-    ) -> RunInfo: ...
+        self,
+        run_id: str,
+        run_status: str | None,
+        end_time: int | None,
+        run_name: str | None,
+        tags: dict[str, str] | None = None,
+        pending: PendingWrites | None = None,
+    ) -> RunInfo:
+        """Change a run's status/end/name; ``tags`` and ``pending`` go in the same transaction."""
 
     @abc.abstractmethod
     def delete_run(self, run_id: str) -> None: ...
@@ -87,8 +111,9 @@ class Store(abc.ABC):
     ) -> None: ...
 
     @abc.abstractmethod
-    def write_metric_rows(self, rows: Sequence[tuple[int, str, float, int, int]]) -> None:
-        """Persist buffered points ``(run_key, key, value, timestamp, step)`` in one transaction."""
+    def write_pending(self, pending: PendingWrites) -> None:
+        """Persist buffered writes in one transaction; a param conflict found there is raised
+        after everything else was committed."""
 
     @abc.abstractmethod
     def delete_tag(self, run_id: str, key: str) -> None: ...

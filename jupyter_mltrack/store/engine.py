@@ -19,6 +19,9 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(
             url,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+            # every transaction is ended explicitly (commit or rollback), so the pool's
+            # ROLLBACK on checkin would only cost a round trip per transaction
+            pool_reset_on_return=None,
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)

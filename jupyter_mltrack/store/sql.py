@@ -34,7 +34,7 @@ from jupyter_mltrack.exceptions import (
     StoreError,
 )
 from jupyter_mltrack.store.artifacts import get_artifact_repository
-from jupyter_mltrack.store.base import Store
+from jupyter_mltrack.store.base import PendingWrites, Store
 from jupyter_mltrack.store.engine import make_engine
 from jupyter_mltrack.store.migrate import ensure_schema
 from jupyter_mltrack.store.schema import (
@@ -82,9 +82,11 @@ class SqlStore(Store):
             self.engine.dispose()
             raise StoreError(f"Cannot open the store {self.describe()}: {err.orig}") from None
         self._registry: Any = None
+        # experiment key -> artifact location, for experiments known to be active here
+        self._active_experiments: dict[int, str] = {}
         # run_uuid -> runs.id for runs known to be writable (not deleted) in this process
         self._writable: dict[str, int] = {}
-        self._metric_insert_sql, self._metric_positional = self._compile_metric_insert()
+        self._build_statements()
         self._ensure_default_experiment()
         if self.dialect == "sqlite":
             self._refresh_statistics()
@@ -105,15 +107,69 @@ class SqlStore(Store):
     # -- transactions -------------------------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            conn.execution_options(mltrack_write=True)
-            with conn.begin():
-                yield conn
+        dbapi_error = self.engine.dialect.dbapi.Error  # type: ignore[union-attr]
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(mltrack_write=True)
+                with conn.begin():
+                    yield conn
+        except dbapi_error as err:  # from a prepared statement on the raw cursor
+            raise exc.DBAPIError.instance(None, None, err, dbapi_error) from None
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():
             yield conn
+
+    def _build_statements(self) -> None:
+        """Hot-path statements built and compiled once (see ``prepared``)."""
+        from sqlalchemy import bindparam
+
+        from jupyter_mltrack.store.prepared import Prepared
+
+        dialect = self.engine.dialect
+        run_columns = [c.name for c in runs.c if c.name not in ("id", "deleted_time")]
+        self._p_insert_run = Prepared(runs.insert().returning(runs.c.id), dialect, run_columns)
+        self._p_insert_tag = Prepared(run_tags.insert(), dialect, ["run_id", "key", "value"])
+        self._p_finish_run = Prepared(
+            update(runs)
+            .where(runs.c.run_uuid == bindparam("b_run_uuid"))
+            .values(status=bindparam("b_status"), end_time=bindparam("b_end_time"))
+            .returning(*runs.c),
+            dialect,
+        )
+        self._run_columns = [c.name for c in runs.c]
+        tag = self._insert(run_tags)
+        self._tag_upsert = tag.on_conflict_do_update(
+            index_elements=["run_id", "key"], set_={"value": tag.excluded.value}
+        )
+        self._param_insert = self._insert(run_params).on_conflict_do_nothing()
+        latest = self._insert(latest_metrics)
+        ex = latest.excluded
+        self._latest_upsert = latest.on_conflict_do_update(
+            index_elements=["run_id", "key"],
+            set_={
+                "value": ex.value,
+                "is_nan": ex.is_nan,
+                "timestamp": ex.timestamp,
+                "step": ex.step,
+            },
+            where=or_(
+                ex.step > latest_metrics.c.step,
+                and_(ex.step == latest_metrics.c.step, ex.timestamp >= latest_metrics.c.timestamp),
+            ),
+        )
+
+        self._p_tag_upsert = Prepared(self._tag_upsert, dialect, ["run_id", "key", "value"])
+        self._p_param_insert = Prepared(
+            self._param_insert, dialect, ["run_id", "key", "value", "value_num"]
+        )
+        self._p_latest_upsert = Prepared(
+            self._latest_upsert, dialect, ["run_id", "key", "value", "is_nan", "timestamp", "step"]
+        )
+        self._p_metric_insert = Prepared(
+            self._insert(metric_history).on_conflict_do_nothing(), dialect, list(_METRIC_COLUMNS)
+        )
 
     def _insert(self, table: Any) -> Any:
         if self.dialect == "postgresql":
@@ -300,6 +356,7 @@ class SqlStore(Store):
                 .where(experiments.c.experiment_id == key)
                 .values(lifecycle_stage=stage, last_update_time=now)
             )
+            self._active_experiments.pop(key, None)
             if stage == LifecycleStage.DELETED:
                 conn.execute(
                     update(runs)
@@ -384,26 +441,30 @@ class SqlStore(Store):
         validation.validate_run_name(name)
         tag_map[RUN_NAME_TAG] = name
         run_uuid = uuid.uuid4().hex
+        location = self._active_experiments.get(exp_key)
         with self._write() as conn:
-            exp = self._require_experiment(conn, exp_key, experiment_id, active=True)
-            artifact_uri = f"{exp.artifact_location.rstrip('/')}/{run_uuid}/artifacts"
-            result = conn.execute(
-                runs.insert().values(
-                    run_uuid=run_uuid,
-                    experiment_id=exp_key,
-                    name=name,
-                    user_id=user_id,
-                    status=RunStatus.RUNNING,
-                    start_time=start_time,
-                    end_time=None,
-                    lifecycle_stage=LifecycleStage.ACTIVE,
-                    artifact_uri=artifact_uri,
-                )
-            )
-            run_key = result.inserted_primary_key[0]
-            conn.execute(
-                run_tags.insert(),
-                [{"run_id": run_key, "key": k, "value": v} for k, v in tag_map.items()],
+            if location is None:
+                location = self._require_experiment(
+                    conn, exp_key, experiment_id, active=True
+                ).artifact_location
+                self._active_experiments[exp_key] = location
+            artifact_uri = f"{location.rstrip('/')}/{run_uuid}/artifacts"
+            run_key = self._p_insert_run.execute(
+                conn,
+                {
+                    "run_uuid": run_uuid,
+                    "experiment_id": exp_key,
+                    "name": name,
+                    "user_id": user_id,
+                    "status": RunStatus.RUNNING,
+                    "start_time": start_time,
+                    "end_time": None,
+                    "lifecycle_stage": LifecycleStage.ACTIVE,
+                    "artifact_uri": artifact_uri,
+                },
+            ).fetchone()[0]
+            self._p_insert_tag.executemany(
+                conn, [{"run_id": run_key, "key": k, "value": v} for k, v in tag_map.items()]
             )
         self._writable[run_uuid] = run_key
         info = RunInfo(
@@ -470,8 +531,16 @@ class SqlStore(Store):
         return maps
 
     def update_run_info(
-        self, run_id: str, run_status: str | None, end_time: int | None, run_name: str | None
+        self,
+        run_id: str,
+        run_status: str | None,
+        end_time: int | None,
+        run_name: str | None,
+        tags: dict[str, str] | None = None,
+        pending: PendingWrites | None = None,
     ) -> RunInfo:
+        """Change status / end time / name (and set ``tags``, write ``pending``) in one
+        transaction."""
         values: dict[str, Any] = {}
         if run_status is not None:
             values["status"] = RunStatus.from_string(RunStatus.to_string(run_status))
@@ -479,20 +548,39 @@ class SqlStore(Store):
             values["end_time"] = validation.int_value(end_time, "end_time")
         if run_name is not None:
             values["name"] = validation.validate_run_name(run_name)
+        tag_map = dict(tags or {})
+        if run_name is not None:
+            tag_map[RUN_NAME_TAG] = run_name
+        conflicts: list[str] = []
         with self._write() as conn:
-            row = self._run_row(conn, run_id)
-            if values:
-                conn.execute(update(runs).where(runs.c.id == row.id).values(**values))
-            if run_name is not None:
-                stmt = self._insert(run_tags).values(
-                    run_id=row.id, key=RUN_NAME_TAG, value=run_name
+            if pending:
+                conflicts = self._write_pending(conn, pending)
+            if set(values) == {"status", "end_time"}:  # ending a run: the hot path
+                found = self._p_finish_run.execute(
+                    conn,
+                    {
+                        "b_run_uuid": run_id,
+                        "b_status": values["status"],
+                        "b_end_time": values["end_time"],
+                    },
+                ).fetchone()
+                row = None if found is None else _Row(zip(self._run_columns, found))
+            elif values:
+                row = conn.execute(
+                    update(runs)
+                    .where(runs.c.run_uuid == run_id)
+                    .values(**values)
+                    .returning(*runs.c)
+                ).first()
+            else:
+                row = self._run_row(conn, run_id)
+            if row is None:
+                raise ResourceDoesNotExist(f"Run {run_id!r} not found.")
+            if tag_map:
+                self._p_tag_upsert.executemany(
+                    conn, [{"run_id": row.id, "key": k, "value": v} for k, v in tag_map.items()]
                 )
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
-                    )
-                )
-            row = self._run_row(conn, run_id)
+        _raise_conflicts(conflicts)
         return _run_info(row)
 
     def _set_run_stage(self, run_id: str, stage: str) -> None:
@@ -559,74 +647,96 @@ class SqlStore(Store):
             for m in metrics
         ]
         with self._write() as conn:
-            if param_values:
-                self._insert_params(conn, run_id, run_key, param_values)
+            conflicts = self._insert_params(
+                conn, [(run_key, run_id, k, v) for k, v in param_values.items()]
+            )
+            _raise_conflicts(conflicts)  # rolls the whole batch back: all or nothing
             if tag_rows:
-                stmt = self._insert(run_tags)
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
-                    ),
-                    tag_rows,
-                )
+                conn.execute(self._tag_upsert, tag_rows)
             if metric_rows:
                 self._insert_metrics(conn, metric_rows)
 
     def _insert_params(
-        self, conn: Connection, run_id: str, run_key: int, values: dict[str, str]
-    ) -> None:
-        rows = [
-            {"run_id": run_key, "key": k, "value": v, "value_num": validation.numeric_shadow(v)}
-            for k, v in values.items()
+        self, conn: Connection, rows: Sequence[tuple[int, str, str, str]]
+    ) -> list[str]:
+        """Insert ``(run_key, run_id, key, value)`` rows; return a message per conflicting key
+        (a key already stored with another value) instead of raising, so the caller decides."""
+        if not rows:
+            return []
+        params = [
+            {"run_id": k, "key": key, "value": v, "value_num": validation.numeric_shadow(v)}
+            for k, _, key, v in rows
         ]
-        conn.execute(self._insert(run_params).on_conflict_do_nothing(), rows)
+        inserted = self._p_param_insert.executemany(conn, params)
+        if inserted == len(params) and self.dialect == "sqlite":
+            return []  # every key was new: nothing to compare
+        wanted = {(k, key): (run_id, v) for k, run_id, key, v in rows}
         stored = conn.execute(
-            select(run_params.c.key, run_params.c.value).where(
-                run_params.c.run_id == run_key, run_params.c.key.in_(list(values))
+            select(run_params.c.run_id, run_params.c.key, run_params.c.value).where(
+                run_params.c.run_id.in_({k for k, *_ in rows}),
+                run_params.c.key.in_({key for _, _, key, _ in rows}),
             )
         ).all()
-        for key, old in stored:
-            if old != values[key]:
-                raise InvalidParameterValue(
+        conflicts = []
+        for run_key, key, old in stored:
+            run_id, new = wanted.get((run_key, key), (None, old))
+            if old != new:
+                conflicts.append(
                     f"Changing param values is not allowed. Param {key!r} was already logged "
-                    f"with value {old!r} for run {run_id!r}; attempted new value "
-                    f"{values[key]!r}. Log it under another name, or start a new run."
+                    f"with value {old!r} for run {run_id!r}; attempted new value {new!r}. Log it "
+                    "under another name, or start a new run."
                 )
+        return conflicts
 
-    def write_metric_rows(self, rows: Sequence[tuple[int, str, float, int, int]]) -> None:
-        if not rows:
+    def _write_pending(self, conn: Connection, pending: PendingWrites) -> list[str]:
+        conflicts = self._insert_params(conn, pending.params)
+        if pending.tags:
+            self._p_tag_upsert.executemany(
+                conn, [{"run_id": k, "key": key, "value": v} for k, key, v in pending.tags]
+            )
+        if pending.metrics:
+            self._insert_metrics(conn, pending.metrics)
+        return conflicts
+
+    def write_pending(self, pending: PendingWrites) -> None:
+        if not pending:
             return
         try:
             with self._write() as conn:
-                self._insert_metrics(conn, rows)
+                conflicts = self._write_pending(conn, pending)
         except exc.IntegrityError:
-            # A run was removed for good (``mltrack gc`` elsewhere) while its points waited in
-            # the buffer: keep every other run's points of the batch, report the lost ones.
-            lost = self._write_surviving_metric_rows(rows)
+            # A run was removed for good (``mltrack gc`` elsewhere) while its writes waited in
+            # the buffer: keep every other run's writes of the batch, report the lost ones.
+            lost = self._write_surviving(pending)
             if not lost:
                 raise
             raise ResourceDoesNotExist(
-                f"{lost} buffered metric point(s) could not be written: their run was removed "
-                "permanently (mltrack gc) before they were flushed. The other points were kept."
+                f"{lost} buffered write(s) could not be stored: their run was removed "
+                "permanently (mltrack gc) before they were flushed. The other writes were kept."
             ) from None
+        _raise_conflicts(conflicts)
 
-    def _write_surviving_metric_rows(self, rows: Sequence[tuple[int, str, float, int, int]]) -> int:
-        """Write the rows whose run still exists; return how many were dropped."""
-        keys = {row[0] for row in rows}
+    def write_metric_rows(self, rows: Sequence[tuple[int, str, float, int, int]]) -> None:
+        """Persist metric points ``(run_key, key, value, timestamp, step)`` now."""
+        self.write_pending(PendingWrites(metrics=list(rows)))
+
+    def _write_surviving(self, pending: PendingWrites) -> int:
+        """Write the buffered rows whose run still exists; return how many were dropped."""
+        keys = {row[0] for rows in (pending.metrics, pending.params, pending.tags) for row in rows}
         with self._write() as conn:
             alive = set(conn.execute(select(runs.c.id).where(runs.c.id.in_(keys))).scalars())
-            kept = [row for row in rows if row[0] in alive]
-            if kept and len(kept) < len(rows):
-                self._insert_metrics(conn, kept)
+            kept = PendingWrites(
+                [r for r in pending.metrics if r[0] in alive],
+                [r for r in pending.params if r[0] in alive],
+                [r for r in pending.tags if r[0] in alive],
+            )
+            if kept:
+                self._write_pending(conn, kept)
         gone = keys - alive
         if gone:
             self._writable = {u: k for u, k in self._writable.items() if k not in gone}
-        return len(rows) - len(kept)
-
-    def _compile_metric_insert(self) -> tuple[str, bool]:
-        stmt = self._insert(metric_history).on_conflict_do_nothing()
-        compiled = stmt.compile(dialect=self.engine.dialect, column_keys=list(_METRIC_COLUMNS))
-        return str(compiled), bool(compiled.positional)
+        total = len(pending.metrics) + len(pending.params) + len(pending.tags)
+        return total - (len(kept.metrics) + len(kept.params) + len(kept.tags))
 
     def _insert_metrics(
         self, conn: Connection, rows: Sequence[tuple[int, str, float, int, int]]
@@ -641,29 +751,14 @@ class SqlStore(Store):
             best = latest.get((run_key, key))
             if best is None or point[:2] >= best[:2]:
                 latest[(run_key, key)] = point
-        if self._metric_positional:
-            conn.exec_driver_sql(self._metric_insert_sql, history)
+        metric_insert = self._p_metric_insert
+        if metric_insert.positional and metric_insert.order == _METRIC_COLUMNS:
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor.executemany(metric_insert.sql, history)  # millions of rows: no dicts
         else:
-            conn.exec_driver_sql(
-                self._metric_insert_sql, [dict(zip(_METRIC_COLUMNS, row)) for row in history]
-            )
-        stmt = self._insert(latest_metrics)
-        ex = stmt.excluded
-        upsert = stmt.on_conflict_do_update(
-            index_elements=["run_id", "key"],
-            set_={
-                "value": ex.value,
-                "is_nan": ex.is_nan,
-                "timestamp": ex.timestamp,
-                "step": ex.step,
-            },
-            where=or_(
-                ex.step > latest_metrics.c.step,
-                and_(ex.step == latest_metrics.c.step, ex.timestamp >= latest_metrics.c.timestamp),
-            ),
-        )
-        conn.execute(
-            upsert,
+            metric_insert.executemany(conn, [dict(zip(_METRIC_COLUMNS, row)) for row in history])
+        self._p_latest_upsert.executemany(
+            conn,
             [
                 {
                     "run_id": run_key,
@@ -797,6 +892,17 @@ class SqlStore(Store):
                 get_artifact_repository(run.artifact_uri.rsplit("/artifacts", 1)[0]).delete()
             self._writable.pop(run.run_uuid, None)
         return [r.run_uuid for r in doomed], [str(k) for k in exp_keys]
+
+
+class _Row(dict):  # type: ignore[type-arg]
+    """A row from the driver with attribute access, like SQLAlchemy's."""
+
+    __getattr__ = dict.__getitem__
+
+
+def _raise_conflicts(conflicts: list[str]) -> None:
+    if conflicts:
+        raise InvalidParameterValue(" ".join(conflicts))
 
 
 def _check_max_results(max_results: int) -> None:

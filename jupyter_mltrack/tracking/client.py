@@ -106,9 +106,11 @@ class Client(RegistryMethods):
         """Create a RUNNING run in ``experiment_id`` (a readable name is generated if none)."""
         tag_map = {k: str(v) for k, v in (tags or {}).items()}
         user = tag_map.get(USER_TAG) or _user()
-        return self.store.create_run(
+        run = self.store.create_run(
             str(experiment_id), user, start_time or _now_ms(), tag_map, run_name
         )
+        self._writer.owned[run.info.run_id] = {}  # its params/tags can be written behind
+        return run
 
     def get_run(self, run_id: str) -> Run:
         self._writer.flush()
@@ -137,6 +139,7 @@ class Client(RegistryMethods):
     def delete_run(self, run_id: str) -> None:
         self._writer.flush()
         self.store.delete_run(run_id)
+        self._writer.owned.pop(run_id, None)
 
     def restore_run(self, run_id: str) -> None:
         self.store.restore_run(run_id)
@@ -148,13 +151,19 @@ class Client(RegistryMethods):
         self, run_id: str, status: str | None = None, end_time: int | None = None
     ) -> RunInfo:
         """End a run: flush its metrics, set status (FINISHED by default) and end time."""
-        self._writer.flush()
-        dirty = git_dirty_tag()
-        if dirty:
-            self.store.log_batch(run_id, [], [], [RunTag(k, v) for k, v in dirty.items()])
-        return self.store.update_run_info(
-            run_id, RunStatus.from_string(status or RunStatus.FINISHED), end_time or _now_ms(), None
+        final_status = RunStatus.from_string(status or RunStatus.FINISHED)
+        info = self._writer.flush_with(
+            lambda pending: self.store.update_run_info(
+                run_id,
+                final_status,
+                end_time or _now_ms(),
+                None,
+                tags=git_dirty_tag(),
+                pending=pending,
+            )
         )
+        self._writer.owned.pop(run_id, None)
+        return info
 
     # -- logging ------------------------------------------------------------------------------
     def log_metric(
@@ -183,13 +192,14 @@ class Client(RegistryMethods):
 
     def log_param(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> Any:
         """Log a param (stored as ``str(value)``); logging a different value again is an error."""
-        self.store.log_batch(run_id, [], [Param(key, value)], [])
+        self.log_batch(run_id, params=[Param(key, value)], synchronous=synchronous)
         return value
 
     def set_tag(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> None:
-        self.store.log_batch(run_id, [], [], [RunTag(key, value)])
+        self.log_batch(run_id, tags=[RunTag(key, value)], synchronous=synchronous)
 
     def delete_tag(self, run_id: str, key: str) -> None:
+        self._writer.flush()
         self.store.delete_tag(run_id, key)
 
     def log_batch(
@@ -200,9 +210,42 @@ class Client(RegistryMethods):
         tags: Sequence[RunTag] = (),
         synchronous: bool | None = None,
     ) -> None:
-        """Log metrics, params and tags in one transaction (all or nothing)."""
-        self._writer.flush()
-        self.store.log_batch(run_id, list(metrics), list(params), list(tags))
+        """Log metrics, params and tags together (all or nothing).
+
+        For runs this process created, the writes are queued and written behind (reads in this
+        process still see them; ``synchronous=True`` writes now); a param already logged with
+        another value is refused at once either way.
+        """
+        owned = self._writer.owned.get(run_id)
+        if owned is None or synchronous:
+            self._writer.flush()
+            self.store.log_batch(run_id, list(metrics), list(params), list(tags))
+            if owned is not None:
+                owned.update((p.key, validation.param_value(p.key, p.value)) for p in params)
+            return
+        run_key = self.store.writable_run_key(run_id)
+        new_params = _checked_params(run_id, params, owned)
+        tag_rows = [
+            (run_key, validation.validate_key(t.key, "Tag"), validation.tag_value(t.key, t.value))
+            for t in tags
+        ]
+        metric_rows = [
+            (
+                run_key,
+                validation.validate_key(m.key, "Metric"),
+                validation.metric_value(m.key, m.value),
+                validation.int_value(m.timestamp, "Metric timestamp"),
+                validation.int_value(m.step or 0, "Metric step"),
+            )
+            for m in metrics
+        ]
+        owned.update(new_params)
+        if new_params:
+            self._writer.add_params([(run_key, run_id, k, v) for k, v in new_params.items()])
+        if tag_rows:
+            self._writer.add_tags(tag_rows)
+        for row in metric_rows:
+            self._writer.add(row)
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every point of metric ``key``, ordered by step then time."""
@@ -302,6 +345,24 @@ class Client(RegistryMethods):
 
 
 MlflowClient = Client
+
+
+def _checked_params(run_id: str, params: Sequence[Param], owned: dict[str, str]) -> dict[str, str]:
+    """Validated new params; a key logged before (in ``owned``) with another value is an error."""
+    new: dict[str, str] = {}
+    for p in params:
+        key = validation.validate_key(p.key, "Param")
+        value = validation.param_value(key, p.value)
+        old = new.get(key, owned.get(key))
+        if old is not None and old != value:
+            raise InvalidParameterValue(
+                f"Changing param values is not allowed. Param {key!r} was already logged with "
+                f"value {old!r} for run {run_id!r}; attempted new value {value!r}. Log it under "
+                "another name, or start a new run."
+            )
+        if old is None:
+            new[key] = value
+    return new
 
 
 def _user() -> str:

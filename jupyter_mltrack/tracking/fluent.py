@@ -304,7 +304,7 @@ def log_param(key: str, value: Any, synchronous: bool | None = None) -> Any:
 def log_params(
     params: dict[str, Any], synchronous: bool | None = None, run_id: str | None = None
 ) -> None:
-    _client().store.log_batch(_run_for(run_id), [], [Param(k, v) for k, v in params.items()], [])
+    _client().log_batch(_run_for(run_id), params=[Param(k, v) for k, v in params.items()])
 
 
 def set_tag(key: str, value: Any, synchronous: bool | None = None) -> None:
@@ -312,7 +312,7 @@ def set_tag(key: str, value: Any, synchronous: bool | None = None) -> None:
 
 
 def set_tags(tags: dict[str, Any], synchronous: bool | None = None) -> None:
-    _client().store.log_batch(_run_id(), [], [], [RunTag(k, v) for k, v in tags.items()])
+    _client().log_batch(_run_id(), tags=[RunTag(k, v) for k, v in tags.items()])
 
 
 def delete_tag(key: str) -> None:
