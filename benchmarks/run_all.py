@@ -1,0 +1,480 @@
+"""Run every benchmark on jupyter_mltrack and on MLflow in one go and compare.
+
+Usage (from the repository root; any Python 3.10+ runs this driver, it needs only the stdlib)::
+
+    python3 benchmarks/run_all.py                 # everything, writes benchmarks/results.md
+    python3 benchmarks/run_all.py --quick         # scaled-down smoke run (results.md untouched)
+    python3 benchmarks/run_all.py --only search   # one benchmark (comma-separated list)
+    python3 benchmarks/run_all.py --from-json benchmarks/.work/results.json  # re-render
+
+Ours runs under the project venv (``.venv/bin/python``), MLflow under
+``benchmarks/.venv-mlflow`` which ``setup_mlflow_venv.sh`` creates on first use. Each workload
+runs as its own process per library, one after the other (never both at once), and prints a
+JSON result; libraries' own output goes to ``benchmarks/.work/logs/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from _common import BENCH_DIR, WORK_ROOT, parse_result, quiet_env
+
+REPO = BENCH_DIR.parent
+OURS_PYTHON = REPO / ".venv" / "bin" / "python"
+MLFLOW_PYTHON = BENCH_DIR / ".venv-mlflow" / "bin" / "python"
+LOG_DIR = WORK_ROOT / "logs"
+RESULTS_MD = BENCH_DIR / "results.md"
+BENCHMARKS = {
+    "import": "bench_import.py",
+    "run": "bench_run.py",
+    "metrics": "bench_metrics.py",
+    "search": "bench_search.py",
+    "concurrent": "bench_concurrent.py",
+}
+TIMEOUT_S = 1800
+
+Result = dict[str, Any]
+
+
+def get(result: Result | None, path: str) -> Any:
+    """``get(r, "warm.median")`` -> r["warm"]["median"], or None where anything is missing."""
+    value: Any = result
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+@dataclass
+class Row:
+    """One line of the table: how to read each side's figure and judge it."""
+
+    bench: str
+    label: str | Callable[[Result | None, Result | None], str]
+    ours: str | Callable[[Result | None], str] | None
+    theirs: str | Callable[[Result | None], str] | None
+    unit: str = "s"  # s: seconds, lower is better; B: bytes; n: count; /s: rate, higher is better
+    target: str = ""
+    check: Callable[[float | None, float | None], bool | None] | None = None
+    ratio: bool = True
+
+    def values(self, ours: Result | None, theirs: Result | None) -> tuple[Any, Any]:
+        def read(path: Any, result: Result | None) -> Any:
+            if callable(path):
+                path = path(result)
+            return get(result, path) if path else None
+
+        return read(self.ours, ours), read(self.theirs, theirs)
+
+    def ratio_of(self, a: Any, b: Any) -> float | None:
+        if not self.ratio or not isinstance(a, int | float) or not isinstance(b, int | float):
+            return None
+        if self.unit == "/s":
+            return a / b if b else None
+        return b / a if a else None
+
+
+def fmt(value: Any, unit: str) -> str:
+    """Human figure: seconds scaled to s/ms/µs, bytes, counts, rates."""
+    if value is None:
+        return "—"
+    if not isinstance(value, int | float):
+        return str(value)
+    if unit == "s":
+        if value >= 1:
+            return f"{value:.3g} s" if value < 100 else f"{value:,.0f} s"
+        if value >= 1e-3:
+            return f"{value * 1e3:.3g} ms"
+        return f"{value * 1e6:.3g} µs"
+    if unit == "B":
+        return f"{value:,.1f} B"
+    if unit == "/s":
+        return f"{value:,.0f}/s" if value >= 100 else f"{value:.3g}/s"
+    return f"{value:,}"
+
+
+def fmt_ratio(ratio: float | None) -> str:
+    if ratio is None:
+        return "—"
+    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.3g}x"
+
+
+def _size(n: Any) -> str:
+    if not isinstance(n, int):
+        return "?"
+    return f"{n // 1000}k" if n % 1000 == 0 and n < 1_000_000 else f"{n:,}"
+
+
+def _points(key: str) -> Callable[[Result | None, Result | None], str]:
+    def label(ours: Result | None, theirs: Result | None) -> str:
+        a, b = get(ours, f"{key}.points"), get(theirs, f"{key}.points")
+        if a == b:
+            return _size(a)
+        return f"ours {_size(a)}, MLflow {_size(b)}"
+
+    return label
+
+
+def _search_label(which: int, text: str) -> Callable[[Result | None, Result | None], str]:
+    def label(ours: Result | None, theirs: Result | None) -> str:
+        sizes = get(ours, "sizes") or get(theirs, "sizes") or [10_000, 100_000]
+        return text.format(n=_size(sizes[which]))
+
+    return label
+
+
+def _search_path(which: int, leaf: str) -> Callable[[Result], str]:
+    return lambda r: f"n{(get(r, 'sizes') or [10_000, 100_000])[which]}.{leaf}"
+
+
+def rows() -> list[Row]:
+    """The table, in order. Ratios say how many times better ours is (>1: ours wins)."""
+
+    def at_most(limit: float) -> Callable[[Any, Any], bool | None]:
+        return lambda a, _b: None if a is None else a <= limit
+
+    def ratio_at_least(k: float) -> Callable[[Any, Any], bool | None]:
+        return lambda a, b: None if a is None or b is None else (b / a if a else 0) >= k
+
+    return [
+        Row("import", "import time, fresh process (warm: median)", "warm.median", "warm.median",
+            target="≤0.15 s and ≥10x",
+            check=lambda a, b: None if a is None or b is None else a <= 0.15 and b / a >= 10),
+        Row("import", "import time, first process (cold)", "cold_s", "cold_s"),
+        Row("import", "import + first access to start_run, log_metric, MlflowClient (median)",
+            "with_api.median", "with_api.median"),
+        Row("run", "run with 5 params, 3 metrics, 1 tag (warm: mean)", "warm.mean", "warm.mean",
+            target="≥20x", check=ratio_at_least(20)),
+        Row("run", "first run on a fresh store, set_experiment included (cold)", "cold_s",
+            "cold_s"),
+        Row("metrics", lambda o, t: f"log_metric per point, sync, incl. end_run "
+            f"({_points('sync')(o, t)} points)", "sync.per_point_s", "sync.per_point_s",
+            target="≥100x", check=ratio_at_least(100)),
+        Row("metrics", lambda o, _t: f"log_metric: {_size(get(o, 'sync.points'))} points in one "
+            "run, total incl. end_run", "sync.total_s", None, target="≤5 s (1M)",
+            check=at_most(5.0), ratio=False),
+        Row("metrics", "log_metric: first call in the run (cold)", "sync.first_call_s",
+            "sync.first_call_s"),
+        Row("metrics", lambda o, t: f"log_metric synchronous=False per point, incl. flush "
+            f"({_points('async')(o, t)} points; reference)", "async.per_point_s",
+            "async.per_point_s"),
+        Row("metrics", lambda o, t: f"log_batch, 1000 points per call, per point "
+            f"({_points('batch')(o, t)} points; reference)", "batch.per_point_s",
+            "batch.per_point_s"),
+        Row("metrics", lambda o, t: f"get_metric_history per point "
+            f"({_points('history_batch')(o, t)}-point run, warm)", "history_batch.per_point_s",
+            "history_batch.per_point_s"),
+        Row("metrics", lambda o, t: f"get_metric_history of the sync run "
+            f"({_points('history_sync')(o, t)} points, warm, whole call)",
+            "history_sync.warm.median", "history_sync.warm.median", ratio=False),
+        Row("metrics", "get_metric_history of the sync run, first call (cold)",
+            "history_sync.cold_s", "history_sync.cold_s", ratio=False),
+        Row("metrics", "bytes on disk per point: whole store incl. WAL after the sync run",
+            "sync.bytes_per_point", "sync.bytes_per_point", unit="B", target="≤50",
+            check=at_most(50.0), ratio=False),
+        Row("metrics", "bytes on disk per point, net of the empty store: log_batch run (same points)",
+            "batch.net_bytes_per_point", "batch.net_bytes_per_point", unit="B"),
+        Row("search", _search_label(0, "search_runs top 10 of {n} (warm; ours: f1 AND params, "
+            "MLflow: f1 only)"), _search_path(0, "search_full.warm.median"),
+            _search_path(0, "search_f1.warm.median"), target="≥50x",
+            check=ratio_at_least(50)),
+        Row("search", _search_label(0, "search_runs top 10 of {n}, same filter f1 > 0.85 on "
+            "both (warm)"), _search_path(0, "search_f1.warm.median"),
+            _search_path(0, "search_f1.warm.median")),
+        Row("search", _search_label(0, "search_runs top 10 of {n}, first call in a fresh "
+            "process (cold)"), _search_path(0, "search_full.cold_s"),
+            _search_path(0, "search_f1.cold_s")),
+        Row("search", _search_label(1, "search_runs top 10 of {n} (warm; ours: f1 AND params, "
+            "MLflow: f1 only)"), _search_path(1, "search_full.warm.median"),
+            _search_path(1, "search_f1.warm.median"), target="≤10 ms (100k)",
+            check=at_most(0.010)),
+        Row("search", _search_label(1, "search_runs top 10 of {n}, same filter f1 > 0.85 on "
+            "both (warm)"), _search_path(1, "search_f1.warm.median"),
+            _search_path(1, "search_f1.warm.median")),
+        Row("search", _search_label(0, "search_runs → pandas DataFrame of all {n} runs (warm)"),
+            _search_path(0, "dataframe.warm.median"), _search_path(0, "dataframe.warm.median"),
+            target="≥20x", check=ratio_at_least(20)),
+        Row("search", _search_label(0, "search_runs → DataFrame of all {n} runs, first call "
+            "(cold)"), _search_path(0, "dataframe.cold_s"), _search_path(0, "dataframe.cold_s")),
+        Row("search", _search_label(1, "populating, per run, up to {n} (ours: client API; "
+            "MLflow: bulk SQL)"), _search_path(1, "populate_per_run_s"),
+            _search_path(1, "populate_per_run_s"), ratio=False),
+        Row("concurrent", lambda o, t: f"8 processes logging to one store: points/s "
+            f"({get(o or t, 'runs_per_worker')} runs x {get(o or t, 'steps')} steps x 2 "
+            "metrics each)", "points_per_s", "points_per_s", unit="/s"),
+        Row("concurrent", "8 processes: runs/s", "runs_per_s", "runs_per_s", unit="/s"),
+        Row("concurrent", "8 processes: failed calls", "errors", "errors", unit="n",
+            target="0 (ours)", check=lambda a, _b: None if a is None else a == 0, ratio=False),
+        Row("concurrent", "8 processes: points logged without error but not stored",
+            "lost_points", "lost_points", unit="n", target="0 (ours)",
+            check=lambda a, _b: None if a is None else a == 0, ratio=False),
+    ]  # fmt: skip
+
+
+def run_workload(bench: str, lib: str, python: Path, quick: bool) -> Result:
+    """Run one workload under one interpreter; its result, or {"error": ...}."""
+    cmd = [str(python), str(BENCH_DIR / BENCHMARKS[bench]), "--lib", lib]
+    cmd += ["--quick"] if quick else []
+    log = LOG_DIR / f"{bench}-{lib}.log"
+    print(f"[{bench}] {lib}: {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=quiet_env(), cwd=REPO, timeout=TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired as exc:
+        log.write_text(f"$ {shlex.join(cmd)}\ntimed out after {TIMEOUT_S} s\n{exc.stderr or ''}")
+        return {"error": f"timed out after {TIMEOUT_S} s", "command": shlex.join(cmd)}
+    elapsed = time.perf_counter() - t0
+    log.write_text(f"$ {shlex.join(cmd)}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+    result = parse_result(proc.stdout)
+    if proc.returncode or result is None:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-25:])
+        print(f"[{bench}] {lib}: FAILED (exit {proc.returncode}), see {log}", file=sys.stderr)
+        return {"error": f"exit {proc.returncode}", "command": shlex.join(cmd), "stderr": tail}
+    print(f"[{bench}] {lib}: done in {elapsed:.1f} s", file=sys.stderr, flush=True)
+    result["elapsed_s"] = elapsed
+    return result
+
+
+def table(results: dict[str, dict[str, Result]], benches: list[str]) -> list[list[str]]:
+    """The comparison table as rows of cells (header first)."""
+    ver = versions(results)
+    out = [
+        [
+            "benchmark",
+            f"ours {ver['mltrack']}",
+            f"MLflow {ver['mlflow']}",
+            "ratio",
+            "target",
+            "met?",
+        ]
+    ]
+    for row in rows():
+        if row.bench not in benches:
+            continue
+        ours, theirs = results[row.bench].get("mltrack"), results[row.bench].get("mlflow")
+        ours_ok = ours if ours and "error" not in ours else None
+        theirs_ok = theirs if theirs and "error" not in theirs else None
+        a, b = row.values(ours_ok, theirs_ok)
+        label = row.label(ours_ok, theirs_ok) if callable(row.label) else row.label
+        verdict = row.check(a, b) if row.check else None
+        met = "" if row.check is None else {True: "yes", False: "NO", None: "n/a"}[verdict]
+        cells = [fmt(a, row.unit), fmt(b, row.unit)]
+        if ours and "error" in ours:
+            cells[0] = "error"
+        if theirs and "error" in theirs:
+            cells[1] = "error"
+        out.append([label, *cells, fmt_ratio(row.ratio_of(a, b)), row.target, met])
+    return out
+
+
+def render_text(cells: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render_markdown(cells: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(r) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join(["---"] + ["---:"] * 3 + ["---"] * 2) + "|")
+    return "\n".join(lines)
+
+
+def caveats(results: dict[str, dict[str, Result]], quick: bool) -> list[str]:
+    """Notes that the figures need to be read right."""
+    notes = [
+        "Ratio: how many times better ours is (MLflow time / our time; for rates, ours / MLflow).",
+        "MLflow runs on its SQLite backend (`sqlite:///<tmp>/mlflow.db`); ours on its embedded "
+        "store (a fresh folder given to `set_tracking_uri`). Same workload code on both: "
+        "`import jupyter_mltrack as mlflow` vs `import mlflow`.",
+    ]
+    if quick:
+        notes.insert(0, "**--quick run: scaled-down sizes, the targets apply to the full run.**")
+    if "metrics" in results:
+        n_sync = get(results["metrics"].get("mlflow"), "sync.points") or 0
+        notes.append(
+            "Step metrics: MLflow's sync `log_metric` costs milliseconds per call, so it logs "
+            "fewer points than ours; per-point figures are compared. Its bytes per point after "
+            f"its {n_sync:,}-point sync run are dominated by its empty schema (~0.9 MB); the log_batch "
+            "row (same points on both, net of the empty store) compares storage fairly. The "
+            "whole-call history rows read different point counts (no ratio)."
+        )
+    if "search" in results:
+        notes.append(
+            "search_runs: MLflow rejects numeric comparison on params (`params.n_estimators > "
+            "50`), so MLflow is timed with `metrics.f1 > 0.85` alone; ours is timed with the full "
+            "filter and with the same f1-only filter. Every result is checked against the "
+            "expected top 10."
+        )
+        api = get(results["search"].get("mlflow"), "api_populate_per_run_s")
+        ours_method = get(results["search"].get("mltrack"), "populate_method")
+        extrapolated = f"; {api * 1e3:.0f} ms per run measured on its first 50" if api else ""
+        notes.append(
+            f"Populating the search stores: ours: {ours_method or 'public client API'}. "
+            "MLflow: store, migrations, experiment and the first 50 runs through its API, the "
+            f"rest by bulk SQL into its own schema (its API is too slow for 100k runs{extrapolated}"
+            f"{f', ~{api * 1e5 / 60:.0f} min for 100k' if api else ''}). "
+            "A bulk-inserted run is read back through MLflow's client as a check."
+        )
+    mlflow_search = results.get("search", {}).get("mlflow") or {}
+    single = [
+        f"{_size(get(mlflow_search, key + '.n_runs'))} runs ({what})"
+        for key in mlflow_search
+        if key.startswith("n")
+        for leaf, what in (("search_f1", "top 10"), ("dataframe", "DataFrame"))
+        if get(mlflow_search, f"{key}.{leaf}.warm_is_cold_call")
+    ]
+    if single:
+        notes.append(
+            "MLflow's search took over 20 s per call at "
+            + ", ".join(single)
+            + ": timed once (that first call stands for both its cold and warm figures)."
+        )
+    conc = results.get("concurrent", {})
+    walls = {lib: get(conc.get(lib), "wall_s") for lib in ("mltrack", "mlflow")}
+    if all(walls.values()):
+        notes.append(
+            f"8 processes: the same {get(conc.get('mlflow'), 'expected_points'):,} points on both "
+            f"sides took {walls['mltrack']:.2f} s (ours) and {walls['mlflow']:.1f} s (MLflow) "
+            "from the common start signal to the last worker's end (imports excluded); "
+            "stored points are counted by reading every run back."
+        )
+    kinds = get(conc.get("mlflow"), "error_kinds")
+    if kinds:
+        notes.append(f"MLflow errors under 8 concurrent processes: {json.dumps(kinds)}")
+    kinds = get(conc.get("mltrack"), "error_kinds")
+    if kinds:
+        notes.append(f"Our errors under 8 concurrent processes: {json.dumps(kinds)}")
+    for bench, per_lib in results.items():
+        for lib, result in per_lib.items():
+            if "error" in result:
+                notes.append(
+                    f"{bench} / {lib} failed ({result['error']}): `{result['command']}`; "
+                    f"log in benchmarks/.work/logs/{bench}-{lib}.log"
+                )
+    return notes
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}"
+
+
+def versions(results: dict[str, dict[str, Result]]) -> dict[str, str]:
+    found = {"mltrack": "?", "mlflow": "?"}
+    for per_lib in results.values():
+        for lib, result in per_lib.items():
+            if result.get("version"):
+                found[lib] = result["version"]
+    return found
+
+
+def report(results: dict[str, dict[str, Result]], meta: dict[str, Any], output: Path | None):
+    """Print the table and notes; write the markdown page to ``output`` when given."""
+    cells = table(results, list(results))
+    notes = caveats(results, meta["quick"])
+    print()
+    print(render_text(cells))
+    print()
+    for note in notes:
+        print(f"- {note}")
+    if output is None:
+        return
+    ver = versions(results)
+    pythons = sorted(
+        {r["python"] for per_lib in results.values() for r in per_lib.values() if "python" in r}
+    )
+    text = "\n".join(
+        [
+            "# Benchmarks: jupyter_mltrack vs MLflow",
+            "",
+            f"jupyter-mltrack {ver['mltrack']} vs MLflow {ver['mlflow']} (SQLite backend), "
+            f"measured side by side in one run on {meta['started'][:10]} "
+            f"({meta['total_s'] / 60:.1f} min), {meta['machine']}, "
+            f"Python {', '.join(pythons) or '?'}.",
+            "",
+            f"Command: `{meta['command']}` (creates `benchmarks/.venv-mlflow` with MLflow on "
+            "first use).",
+            "",
+            render_markdown(cells),
+            "",
+            *[f"- {note}" for note in notes],
+            "",
+        ]
+    )
+    output.write_text(text)
+    print(f"\nwrote {output}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="scaled-down smoke run")
+    parser.add_argument("--lib", choices=["both", "mltrack", "mlflow"], default="both")
+    parser.add_argument("--ours-python", type=Path, default=OURS_PYTHON)
+    parser.add_argument("--mlflow-python", type=Path, default=MLFLOW_PYTHON)
+    parser.add_argument("--skip-setup", action="store_true", help="don't check the MLflow venv")
+    parser.add_argument(
+        "--output", type=Path, help="markdown file (default: benchmarks/results.md, not --quick)"
+    )
+    parser.add_argument(
+        "--from-json", type=Path, help="re-render a saved run (benchmarks/.work/results.json)"
+    )
+    args = parser.parse_args()
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        meta = saved["meta"]
+        report(saved["results"], meta, args.output or (None if meta["quick"] else RESULTS_MD))
+        return
+    benches = args.only.split(",") if args.only else list(BENCHMARKS)
+    unknown = set(benches) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    libs = ["mltrack", "mlflow"] if args.lib == "both" else [args.lib]
+    if "mlflow" in libs and not args.skip_setup:
+        subprocess.run(["bash", str(BENCH_DIR / "setup_mlflow_venv.sh")], check=True)
+    pythons = {"mltrack": args.ours_python, "mlflow": args.mlflow_python}
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    results: dict[str, dict[str, Result]] = {}
+    for bench in benches:
+        results[bench] = {lib: run_workload(bench, lib, pythons[lib], args.quick) for lib in libs}
+    meta = {
+        "started": started.isoformat(),
+        "total_s": time.perf_counter() - t0,
+        "quick": args.quick,
+        "machine": machine(),
+        "command": shlex.join(["python3", "benchmarks/run_all.py", *sys.argv[1:]]),
+    }
+    raw = WORK_ROOT / "results.json"
+    raw.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
+    report(results, meta, args.output or (None if args.quick else RESULTS_MD))
+    print(f"raw figures: {raw}")
+
+
+if __name__ == "__main__":
+    main()
