@@ -36,3 +36,21 @@ class Prepared:
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         cursor.executemany(self.sql, [self._args(row) for row in rows])
         return cursor.rowcount
+
+
+def fetch_all(conn: Connection, statement: Any) -> list[tuple[Any, ...]]:
+    """All rows of a SELECT as plain tuples, fetched by the driver in one call.
+
+    For result sets of 100,000+ rows SQLAlchemy's per-row processing dominates; the statement
+    is still compiled by SQLAlchemy (IN lists expanded into bound parameters, never inlined).
+    """
+    compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.params
+    args: Any = (
+        tuple(params[name] for name in compiled.positiontup or ())
+        if compiled.positional
+        else params
+    )
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(str(compiled), args)
+    return cursor.fetchall()

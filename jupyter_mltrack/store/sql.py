@@ -845,15 +845,33 @@ class SqlStore(Store):
         query = self._page_query(
             experiment_ids, filter_string, run_view_type, max_results, order_by, 0
         )
+        from jupyter_mltrack.store.prepared import fetch_all
+
         with self._read() as conn:
-            rows = conn.execute(query).all()
-            page_keys = select(query.subquery().c.id)
-            maps = (
-                self._run_maps(conn, page_keys)
-                if rows
-                else {"metrics": {}, "params": {}, "tags": {}}
-            )
-        return {"runs": rows, **maps}
+            rows = fetch_all(conn, query)
+            # every match fits in the page: the children need no ORDER BY / LIMIT to find them
+            keyed = query if len(rows) >= max_results else query.order_by(None).limit(None)
+            page_keys = select(keyed.subquery().c.id)
+            kinds: dict[str, list[tuple[Any, ...]]] = {"metrics": [], "params": [], "tags": []}
+            if rows:
+                kinds["metrics"] = fetch_all(
+                    conn,
+                    select(
+                        latest_metrics.c.run_id,
+                        latest_metrics.c.key,
+                        latest_metrics.c.value,
+                        latest_metrics.c.is_nan,
+                    ).where(latest_metrics.c.run_id.in_(page_keys)),
+                )
+                for kind, table in (("params", run_params), ("tags", run_tags)):
+                    kinds[kind] = fetch_all(
+                        conn,
+                        select(table.c.run_id, table.c.key, table.c.value).where(
+                            table.c.run_id.in_(page_keys)
+                        ),
+                    )
+        names = [c.name for c in runs.c]
+        return {"runs": rows, "run_columns": names, **kinds}
 
     # -- garbage collection -------------------------------------------------------------------
     def gc(self, older_than_ms: int | None = None) -> tuple[list[str], list[str]]:
