@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 extras=${1:-dev}
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
+  if ! "$PY" -c "import ensurepip, venv" 2>/dev/null; then
+    # Debian's python3 ships venv separately
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+  fi
   "$PY" -m venv .venv
 fi
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)-$extras"

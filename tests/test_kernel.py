@@ -118,3 +118,20 @@ def test_frontend_cell_id_links_runs(tmp_path, monkeypatch):
     other = mlflow.search_runs(filter_string="tags.`mltrack.cell.id` = 'cell-def'")
     assert list(other["status"]) == ["FAILED"]
     assert os.path.exists(store / "mltrack.db")
+
+
+def test_extension_loads_from_kernel_configuration(tmp_path, monkeypatch):
+    """``c.InteractiveShellApp.extensions = ["jupyter_mltrack"]`` (here on the command line)."""
+    store = tmp_path / "kstore"
+    monkeypatch.setenv("MLTRACK_TRACKING_URI", str(store))
+    nb = new_notebook(cells=[new_code_cell("%%track configured\nlr = 0.1")])
+    client = NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        extra_arguments=["--InteractiveShellApp.extensions=jupyter_mltrack"],
+    )
+    client.execute(cwd=str(tmp_path))
+    mlflow.set_tracking_uri(str(store))
+    [run] = mlflow.search_runs(output_format="list")
+    assert run.info.run_name == "configured" and run.data.params == {"lr": "0.1"}
