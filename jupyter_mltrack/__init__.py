@@ -17,6 +17,7 @@ _ELSEWHERE = {
     "MlflowClient": "jupyter_mltrack.tracking.client",
     "MlflowException": "jupyter_mltrack.exceptions",
     "MLTrackError": "jupyter_mltrack.exceptions",
+    "autolog": "jupyter_mltrack.autolog",
 }
 _SUBMODULES = {"entities", "exceptions", "tracking", "store", "search", "validation", "registry", "models", "sklearn", "pyfunc"}
 

@@ -389,3 +389,43 @@ def _uses_pandas(sk_model: Any, model: Model) -> bool:
     info = model.saved_input_example_info or {}
     inputs = model.get_input_schema()
     return info.get("type") == "dataframe" or (inputs is not None and inputs.has_input_names())
+
+
+# -- autologging ----------------------------------------------------------------------------------
+def autolog(
+    log_input_examples: bool = False,
+    log_model_signatures: bool = True,
+    log_models: bool = True,
+    log_datasets: bool = True,
+    disable: bool = False,
+    exclusive: bool = False,
+    disable_for_unsupported_versions: bool = False,
+    silent: bool = False,
+    max_tuning_runs: int | None = 5,
+    log_post_training_metrics: bool = True,
+    serialization_format: str = SERIALIZATION_FORMAT_CLOUDPICKLE,
+    registered_model_name: str | None = None,
+    pos_label: Any = None,
+    extra_tags: dict[str, Any] | None = None,
+) -> None:
+    """Enable (or with ``disable=True`` disable) autologging of scikit-learn fits: params,
+    training metrics, the fitted model, a feature importance chart and search child runs.
+    See ``jupyter_mltrack.autolog.sklearn.autolog`` for the parameters."""
+    from jupyter_mltrack.autolog import sklearn as _autolog_sklearn
+
+    _autolog_sklearn.autolog(
+        log_input_examples=log_input_examples,
+        log_model_signatures=log_model_signatures,
+        log_models=log_models,
+        log_datasets=log_datasets,
+        disable=disable,
+        exclusive=exclusive,
+        disable_for_unsupported_versions=disable_for_unsupported_versions,
+        silent=silent,
+        max_tuning_runs=max_tuning_runs,
+        log_post_training_metrics=log_post_training_metrics,
+        serialization_format=serialization_format,
+        registered_model_name=registered_model_name,
+        pos_label=pos_label,
+        extra_tags=extra_tags,
+    )

@@ -216,22 +216,20 @@ class TrackedCell:
                 RunTag(ERROR_MESSAGE_TAG, str(error)[:MAX_TAG_VALUE_LENGTH]),
             ]
         now = int(time.time() * 1000)
-        existing = client.get_run(run_id).data.params
-        param_list = []
-        for key, value in params.items():
-            if key in existing and existing[key] != value:
-                self.notes.append(f"{key}: param already logged with another value")
-                continue
-            param_list.append(Param(key, value))
         try:
             client.log_batch(
-                run_id,
-                metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
-                params=param_list,
-                tags=tags,
+                run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()], tags=tags
             )
         except MlflowException as err:  # never lose the cell's result over a capture problem
             self.notes.append(f"capture not stored: {err.message}")
+        try:
+            client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+        except MlflowException:  # the cell logged one of these names itself, with another value
+            for key, value in params.items():
+                try:
+                    client.log_param(run_id, key, value)
+                except MlflowException:
+                    self.notes.append(f"{key}: param already logged with another value")
         for name, png in images:
             client.log_bytes(run_id, png, name)
         if self.args.log_model and error is None:
@@ -251,7 +249,14 @@ class TrackedCell:
                 client.set_terminated(run_id, status)
         if self.options.summary:
             self._show_summary(
-                client, run_id, len(params), len(metrics), len(images), duration, status
+                client,
+                active.info,
+                run_id,
+                len(params),
+                len(metrics),
+                len(images),
+                duration,
+                status,
             )
 
     def _log_model(self, active: Any) -> None:
@@ -318,6 +323,7 @@ class TrackedCell:
     def _show_summary(
         self,
         client: Any,
+        active_info: Any,
         run_id: str,
         n_params: int,
         n_metrics: int,
@@ -327,12 +333,12 @@ class TrackedCell:
     ) -> None:
         from IPython.display import display
 
-        run = client.get_run(run_id)
-        experiment = client.get_experiment(run.info.experiment_id).name
+        info = active_info
+        experiment = _experiment_name(client, info.experiment_id)
         display(
             RunSummary(
                 run_id=run_id,
-                run_name=run.info.run_name or "",
+                run_name=info.run_name or "",
                 experiment=experiment,
                 status=status,
                 n_params=n_params,
@@ -342,6 +348,17 @@ class TrackedCell:
                 notes=list(self.notes),
             )
         )
+
+
+_experiment_names: dict[tuple[str, str], str] = {}
+
+
+def _experiment_name(client: Any, experiment_id: str) -> str:
+    """Experiment names for the summary line, looked up once per kernel."""
+    key = (client.tracking_uri, experiment_id)
+    if key not in _experiment_names:
+        _experiment_names[key] = client.get_experiment(experiment_id).name
+    return _experiment_names[key]
 
 
 def log_any_model(model: Any, register: str | None) -> Any:

@@ -44,6 +44,7 @@ class Client(RegistryMethods):
         self._registry_uri = registry_uri or self._tracking_uri
         self.store: Store = get_store(self._tracking_uri)
         self._writer: MetricWriter = writer_for(self.store)
+        self._artifact_uris: dict[str, str] = {}
 
     @property
     def tracking_uri(self) -> str:
@@ -110,6 +111,7 @@ class Client(RegistryMethods):
             str(experiment_id), user, start_time or _now_ms(), tag_map, run_name
         )
         self._writer.owned[run.info.run_id] = {}  # its params/tags can be written behind
+        self._artifact_uris[run.info.run_id] = run.info.artifact_uri or ""
         return run
 
     def get_run(self, run_id: str) -> Run:
@@ -256,8 +258,10 @@ class Client(RegistryMethods):
     def _repo(self, run_id: str, for_write: bool = False) -> LocalArtifactRepository:
         if for_write:
             self.store.writable_run_key(run_id)
-        run = self.store.get_run(run_id)
-        return get_artifact_repository(run.info.artifact_uri or "")
+        uri = self._artifact_uris.get(run_id)
+        if uri is None:  # a run's artifact location never changes: look it up once
+            uri = self._artifact_uris[run_id] = self.store.get_run(run_id).info.artifact_uri or ""
+        return get_artifact_repository(uri)
 
     def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
         """Copy a local file (or folder) into the run's artifacts."""
