@@ -20,7 +20,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -85,6 +85,16 @@ def store_uri(lib: str, workdir: Path) -> str:
     return f"sqlite:///{workdir / 'mlflow.db'}"
 
 
+def sklearn_log_kwargs(lib: str) -> dict[str, Any]:
+    """Extra ``sklearn.log_model`` arguments each library needs to log a RandomForest.
+
+    Ours logs it with its default format (cloudpickle). MLflow 3.17 defaults to skops and then
+    refuses a plain RandomForest unless every type is listed in ``skops_trusted_types``; the
+    same cloudpickle format as ours is asked for explicitly.
+    """
+    return {} if lib == "mltrack" else {"serialization_format": "cloudpickle"}
+
+
 def store_bytes(lib: str, workdir: Path) -> int:
     """Bytes on disk of the store: our whole folder, or MLflow's db file with its journals."""
     if lib == "mltrack":
@@ -147,6 +157,24 @@ def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
     return time.perf_counter() - t0, out
+
+
+def interleaved(
+    variants: dict[str, Callable[[], float]], n: int, warmup: int = 0
+) -> dict[str, list[float]]:
+    """Run each variant (a callable returning its own timed seconds) ``n`` times, interleaved.
+
+    Variants alternate within every round, in reverse order every other round, so drift on a
+    shared machine spreads over all of them. The ``warmup`` rounds first are not kept.
+    """
+    names = list(variants)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(warmup + n):
+        for name in names if i % 2 == 0 else reversed(names):
+            seconds = variants[name]()
+            if i >= warmup:
+                samples[name].append(seconds)
+    return samples
 
 
 def emit(result: dict[str, Any]) -> None:
