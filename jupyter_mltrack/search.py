@@ -677,6 +677,11 @@ def encode_page_token(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
 
 
+def next_page_token(rows: Sequence[Any], max_results: int, offset: int) -> str | None:
+    """The token of the next page, when a query for ``max_results + 1`` rows got more than a page."""
+    return encode_page_token(offset + max_results) if len(rows) > max_results else None
+
+
 def decode_page_token(token: str | None) -> int:
     """The offset a token from ``encode_page_token`` stands for; None or "" is the first page."""
     if not token:

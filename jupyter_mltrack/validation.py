@@ -10,6 +10,8 @@ import math
 import numbers
 import posixpath
 import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from jupyter_mltrack.exceptions import InvalidParameterValue
 
@@ -141,3 +143,43 @@ def validate_run_name(name: object) -> str:
             f"Run name is {len(name)} characters long; the limit is {MAX_RUN_NAME_LENGTH}."
         )
     return name
+
+
+def new_params(run_id: str, params: Iterable[Any], logged: Mapping[str, str]) -> dict[str, str]:
+    """Validated ``key -> str(value)`` of params not logged yet.
+
+    A key already in ``logged`` (or repeated in ``params``) with another value is refused, as
+    MLflow refuses changing a param; the same value again is simply skipped.
+    """
+    new: dict[str, str] = {}
+    for param in params:
+        key = validate_key(param.key, "Param")
+        value = param_value(key, param.value)
+        old = new.get(key, logged.get(key))
+        if old is not None and old != value:
+            raise InvalidParameterValue(
+                f"Changing param values is not allowed. Param {key!r} was already logged with "
+                f"value {old!r} for run {run_id!r}; attempted new value {value!r}. Log it under "
+                "another name, or start a new run."
+            )
+        if old is None:
+            new[key] = value
+    return new
+
+
+def metric_row(run_key: int, metric: Any) -> tuple[int, str, float, int, int]:
+    """A validated ``(run_key, key, value, timestamp, step)`` row from a Metric entity."""
+    key = validate_key(metric.key, "Metric")
+    return (
+        run_key,
+        key,
+        metric_value(key, metric.value),
+        int_value(metric.timestamp, "Metric timestamp"),
+        int_value(metric.step or 0, "Metric step"),
+    )
+
+
+def tag_row(run_key: int, tag: Any) -> tuple[int, str, str]:
+    """A validated ``(run_key, key, value)`` row from a RunTag entity."""
+    key = validate_key(tag.key, "Tag")
+    return run_key, key, tag_value(key, tag.value)

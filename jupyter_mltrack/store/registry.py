@@ -291,7 +291,7 @@ class SqlRegistry:
         with self.store._read() as conn:
             rows = conn.execute(query).all()
             found = self._models(conn, rows[:max_results])
-        token = search.encode_page_token(offset + max_results) if len(rows) > max_results else None
+        token = search.next_page_token(rows, max_results, offset)
         return PagedList(found, token)
 
     def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
@@ -450,7 +450,7 @@ class SqlRegistry:
         with self.store._read() as conn:
             rows = conn.execute(query).all()
             found = self._versions(conn, rows[:max_results])
-        token = search.encode_page_token(offset + max_results) if len(rows) > max_results else None
+        token = search.next_page_token(rows, max_results, offset)
         return PagedList(found, token)
 
     def set_model_version_tag(self, name: str, version: object, key: str, value: Any) -> None:

@@ -332,7 +332,7 @@ class SqlStore(Store):
         with self._read() as conn:
             rows = conn.execute(query).all()
             found = self._experiments_from_rows(conn, rows[:max_results])
-        token = search.encode_page_token(offset + max_results) if len(rows) > max_results else None
+        token = search.next_page_token(rows, max_results, offset)
         return PagedList(found, token)
 
     def _set_experiment_stage(self, experiment_id: str, stage: str) -> None:
@@ -627,25 +627,12 @@ class SqlStore(Store):
         tags: Sequence[RunTag] = (),
     ) -> None:
         run_key = self.writable_run_key(run_id)
-        param_values = _dedupe_params(run_id, params)
+        param_values = validation.new_params(run_id, params, {})
         tag_rows = [
-            {
-                "run_id": run_key,
-                "key": validation.validate_key(t.key, "Tag"),
-                "value": validation.tag_value(t.key, t.value),
-            }
-            for t in tags
+            {"run_id": k, "key": key, "value": v}
+            for k, key, v in (validation.tag_row(run_key, t) for t in tags)
         ]
-        metric_rows = [
-            (
-                run_key,
-                validation.validate_key(m.key, "Metric"),
-                validation.metric_value(m.key, m.value),
-                validation.int_value(m.timestamp, "Metric timestamp"),
-                validation.int_value(m.step or 0, "Metric step"),
-            )
-            for m in metrics
-        ]
+        metric_rows = [validation.metric_row(run_key, m) for m in metrics]
         with self._write() as conn:
             conflicts = self._insert_params(
                 conn, [(run_key, run_id, k, v) for k, v in param_values.items()]
@@ -831,7 +818,7 @@ class SqlStore(Store):
             page = rows[:max_results]
             data = self._run_data(conn, [r.id for r in page]) if page else {}
         found = [Run(_run_info(r), data[r.id]) for r in page]
-        token = search.encode_page_token(offset + max_results) if len(rows) > max_results else None
+        token = search.next_page_token(rows, max_results, offset)
         return PagedList(found, token)
 
     def search_runs_columns(
@@ -932,20 +919,6 @@ def _check_max_results(max_results: int) -> None:
         raise InvalidParameterValue(
             f"max_results must be an integer between 1 and {SEARCH_MAX_RESULTS}, got {max_results!r}."
         )
-
-
-def _dedupe_params(run_id: str, params: Sequence[Param]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for p in params:
-        key = validation.validate_key(p.key, "Param")
-        value = validation.param_value(key, p.value)
-        if key in values and values[key] != value:
-            raise InvalidParameterValue(
-                f"Param {key!r} appears twice in one batch for run {run_id!r} with different "
-                f"values ({values[key]!r} and {value!r})."
-            )
-        values[key] = value
-    return values
 
 
 def _run_info(row: Any) -> RunInfo:

@@ -226,21 +226,9 @@ class Client(RegistryMethods):
                 owned.update((p.key, validation.param_value(p.key, p.value)) for p in params)
             return
         run_key = self.store.writable_run_key(run_id)
-        new_params = _checked_params(run_id, params, owned)
-        tag_rows = [
-            (run_key, validation.validate_key(t.key, "Tag"), validation.tag_value(t.key, t.value))
-            for t in tags
-        ]
-        metric_rows = [
-            (
-                run_key,
-                validation.validate_key(m.key, "Metric"),
-                validation.metric_value(m.key, m.value),
-                validation.int_value(m.timestamp, "Metric timestamp"),
-                validation.int_value(m.step or 0, "Metric step"),
-            )
-            for m in metrics
-        ]
+        new_params = validation.new_params(run_id, params, owned)
+        tag_rows = [validation.tag_row(run_key, t) for t in tags]
+        metric_rows = [validation.metric_row(run_key, m) for m in metrics]
         owned.update(new_params)
         if new_params:
             self._writer.add_params([(run_key, run_id, k, v) for k, v in new_params.items()])
@@ -349,24 +337,6 @@ class Client(RegistryMethods):
 
 
 MlflowClient = Client
-
-
-def _checked_params(run_id: str, params: Sequence[Param], owned: dict[str, str]) -> dict[str, str]:
-    """Validated new params; a key logged before (in ``owned``) with another value is an error."""
-    new: dict[str, str] = {}
-    for p in params:
-        key = validation.validate_key(p.key, "Param")
-        value = validation.param_value(key, p.value)
-        old = new.get(key, owned.get(key))
-        if old is not None and old != value:
-            raise InvalidParameterValue(
-                f"Changing param values is not allowed. Param {key!r} was already logged with "
-                f"value {old!r} for run {run_id!r}; attempted new value {value!r}. Log it under "
-                "another name, or start a new run."
-            )
-        if old is None:
-            new[key] = value
-    return new
 
 
 def _user() -> str:
