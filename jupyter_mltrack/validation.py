@@ -23,12 +23,12 @@ MAX_RUN_NAME_LENGTH = 250
 ALLOWED_CHARACTERS = "letters, digits, underscores (_), dashes (-), periods (.), spaces ( ), colons (:) and slashes (/)"
 
 _KEY_RE = re.compile(r"^[\w\-. /:]+$")
-_valid_keys: set[str] = set()
+valid_keys: set[str] = set()  # names already checked (the hot path looks here first)
 
 
 def validate_key(key: object, what: str) -> str:
     """Return ``key`` if it is a valid param/metric/tag name, else raise a clear error."""
-    if key in _valid_keys:
+    if key in valid_keys:
         return key  # type: ignore[return-value]
     if not isinstance(key, str):
         raise InvalidParameterValue(
@@ -52,7 +52,7 @@ def validate_key(key: object, what: str) -> str:
             f"Invalid {what.lower()} name {key!r}: it must be a plain relative path "
             "(no leading '/', no '.' or '..' segments, no '//')."
         )
-    _valid_keys.add(key)
+    valid_keys.add(key)
     return key
 
 
@@ -167,16 +167,16 @@ def new_params(run_id: str, params: Iterable[Any], logged: Mapping[str, str]) ->
     return new
 
 
-def metric_row(run_key: int, metric: Any) -> tuple[int, str, float, int, int]:
-    """A validated ``(run_key, key, value, timestamp, step)`` row from a Metric entity."""
+def metric_row(run_key: int, metric: Any) -> tuple[int, str, int, int, float, bool]:
+    """A validated history row ``(run_key, key, step, timestamp, value, is_nan)`` (the metrics
+    table's column order; NaN is stored as 0.0 with ``is_nan``) from a Metric entity."""
     key = validate_key(metric.key, "Metric")
-    return (
-        run_key,
-        key,
-        metric_value(key, metric.value),
-        int_value(metric.timestamp, "Metric timestamp"),
-        int_value(metric.step or 0, "Metric step"),
-    )
+    value = metric_value(key, metric.value)
+    step = int_value(metric.step or 0, "Metric step")
+    timestamp = int_value(metric.timestamp, "Metric timestamp")
+    if value != value:
+        return run_key, key, step, timestamp, 0.0, True
+    return run_key, key, step, timestamp, value, False
 
 
 def tag_row(run_key: int, tag: Any) -> tuple[int, str, str]:

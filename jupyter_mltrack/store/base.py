@@ -14,11 +14,12 @@ from jupyter_mltrack.entities import Experiment, Metric, PagedList, Param, Run, 
 class PendingWrites:
     """Buffered writes persisted together in one transaction.
 
-    metrics: ``(run_key, key, value, timestamp, step)``; params: ``(run_key, run_id, key,
+    metrics: ``(run_key, key, step, timestamp, value, is_nan)`` (the history table's column
+    order; NaN as 0.0 with is_nan); params: ``(run_key, run_id, key,
     value)``; tags: ``(run_key, key, value)``. Values are already validated.
     """
 
-    metrics: list[tuple[int, str, float, int, int]] = field(default_factory=list)
+    metrics: list[tuple[int, str, int, int, float, bool]] = field(default_factory=list)
     params: list[tuple[int, str, str, str]] = field(default_factory=list)
     tags: list[tuple[int, str, str]] = field(default_factory=list)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -52,6 +53,7 @@ DEFAULT_EXPERIMENT_NAME = "Default"
 SEARCH_MAX_RESULTS = 50_000
 RUN_NAME_TAG = "mlflow.runName"
 _METRIC_COLUMNS = ("run_id", "key", "step", "timestamp", "value", "is_nan")
+_STEP_TIME = operator.itemgetter(2, 3)
 
 
 def _now_ms() -> int:
@@ -703,8 +705,8 @@ class SqlStore(Store):
             ) from None
         _raise_conflicts(conflicts)
 
-    def write_metric_rows(self, rows: Sequence[tuple[int, str, float, int, int]]) -> None:
-        """Persist metric points ``(run_key, key, value, timestamp, step)`` now."""
+    def write_metric_rows(self, rows: Sequence[tuple[int, str, int, int, float, bool]]) -> None:
+        """Persist history rows ``(run_key, key, step, timestamp, value, is_nan)`` now."""
         self.write_pending(PendingWrites(metrics=list(rows)))
 
     def _write_surviving(self, pending: PendingWrites) -> int:
@@ -726,18 +728,12 @@ class SqlStore(Store):
         return total - (len(kept.metrics) + len(kept.params) + len(kept.tags))
 
     def _insert_metrics(
-        self, conn: Connection, rows: Sequence[tuple[int, str, float, int, int]]
+        self, conn: Connection, rows: Sequence[tuple[int, str, int, int, float, bool]]
     ) -> None:
-        """History rows through the driver's executemany (the hot path), then latest values."""
-        latest: dict[tuple[int, str], tuple[int, int, float]] = {}
-        history = []
-        for run_key, key, value, timestamp, step in rows:
-            is_nan = value != value
-            history.append((run_key, key, step, timestamp, 0.0 if is_nan else value, is_nan))
-            point = (step, timestamp, value)
-            best = latest.get((run_key, key))
-            if best is None or point[:2] >= best[:2]:
-                latest[(run_key, key)] = point
+        """History rows through the driver's executemany as they are (the hot path), then the
+        latest value per (run, key): the last of the batch by (step, timestamp)."""
+        history = rows
+        latest = {(r[0], r[1]): r for r in sorted(rows, key=_STEP_TIME)}
         metric_insert = self._p_metric_insert
         if metric_insert.positional and metric_insert.order == _METRIC_COLUMNS:
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -750,12 +746,12 @@ class SqlStore(Store):
                 {
                     "run_id": run_key,
                     "key": key,
-                    "value": None if value != value else value,
-                    "is_nan": value != value,
+                    "value": None if is_nan else value,
+                    "is_nan": is_nan,
                     "timestamp": timestamp,
                     "step": step,
                 }
-                for (run_key, key), (step, timestamp, value) in latest.items()
+                for run_key, key, step, timestamp, value, is_nan in latest.values()
             ],
         )
 

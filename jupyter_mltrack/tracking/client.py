@@ -7,6 +7,7 @@ import os
 import posixpath
 import time
 from collections.abc import Sequence
+from time import time as _time
 from typing import Any
 
 from jupyter_mltrack import validation
@@ -178,19 +179,31 @@ class Client(RegistryMethods):
         synchronous: bool | None = None,
     ) -> None:
         """Log one point. Buffered unless ``synchronous=True``; reads always see it."""
-        run_key = self.store.writable_run_key(run_id)
-        key = validation.validate_key(key, "Metric")
-        value = validation.metric_value(key, value)
-        ts = _now_ms() if timestamp is None else validation.int_value(timestamp, "Metric timestamp")
+        # The hot path (millions of calls): cached checks first, the full ones only on a miss.
+        store = self.store
+        run_key = store._writable.get(run_id) or store.writable_run_key(run_id)
+        if key not in validation.valid_keys:
+            validation.validate_key(key, "Metric")
+        if type(value) is not float:
+            value = validation.metric_value(key, value)
+        ts = (
+            int(_time() * 1000)
+            if timestamp is None
+            else validation.int_value(timestamp, "Metric timestamp")
+        )
         if step is None:
             step = 0
         elif type(step) is not int:
             step = validation.int_value(step, "Metric step")
+        if value != value:  # NaN: stored as 0.0 flagged is_nan (SQLite has no NaN)
+            row = (run_key, key, step, ts, 0.0, True)
+        else:
+            row = (run_key, key, step, ts, value, False)
         if synchronous:
             self._writer.flush()
-            self.store.write_metric_rows([(run_key, key, value, ts, step)])
+            store.write_metric_rows([row])
         else:
-            self._writer.add((run_key, key, value, ts, step))
+            self._writer.add(row)
 
     def log_param(self, run_id: str, key: str, value: Any, synchronous: bool | None = None) -> Any:
         """Log a param (stored as ``str(value)``); logging a different value again is an error."""

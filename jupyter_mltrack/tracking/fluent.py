@@ -49,6 +49,7 @@ class ActiveRun(Run):
     def __init__(self, run: Run, client: Client) -> None:
         super().__init__(run.info, run.data)
         self._client = client
+        self._run_id = run.info.run_id  # read on every log_metric: skip the property
         # True for a notebook cell's run: start_run() inside the cell opens a child run.
         self.nests_children = False
 
@@ -274,10 +275,13 @@ def log_metric(
 ) -> None:
     """Log one metric point to the active run (buffered; reads always see it)."""
     stack = _state.stack
-    rid = run_id if run_id is not None else (stack[-1].info.run_id if stack else _run_id())
-    (stack[-1]._client if stack else _client()).log_metric(
-        rid, key, value, timestamp, step, synchronous
-    )
+    if stack:
+        active = stack[-1]
+        active._client.log_metric(
+            active._run_id if run_id is None else run_id, key, value, timestamp, step, synchronous
+        )
+    else:
+        _client().log_metric(_run_for(run_id), key, value, timestamp, step, synchronous)
 
 
 def log_metrics(

@@ -31,7 +31,7 @@ class MetricWriter:
         self.store = store
         self.window_s = window_s
         self.max_rows = max_rows
-        self._queue: deque[tuple[int, str, float, int, int]] = deque()
+        self._queue: deque[tuple[int, str, int, int, float, bool]] = deque()
         self._params: list[tuple[int, str, str, str]] = []
         self._tags: list[tuple[int, str, str]] = []
         self._ops_lock = threading.Lock()
@@ -42,11 +42,11 @@ class MetricWriter:
         # params logged so far to runs created by this process, for immediate conflict errors
         self.owned: dict[str, dict[str, str]] = {}
 
-    def add(self, row: tuple[int, str, float, int, int]) -> None:
-        """Queue one point ``(run_key, key, value, timestamp, step)``; never blocks on the DB."""
+    def add(self, row: tuple[int, str, int, int, float, bool]) -> None:
+        """Queue one point ``(run_key, key, step, timestamp, value, is_nan)``; never blocks."""
         queue = self._queue
         queue.append(row)
-        if len(queue) >= self.max_rows:
+        if len(queue) >= self.max_rows and not self._wake.is_set():
             self._wake.set()
         if self._thread is None:
             self._start()
