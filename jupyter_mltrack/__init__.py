@@ -18,6 +18,7 @@ _ELSEWHERE = {
     "MlflowException": "jupyter_mltrack.exceptions",
     "MLTrackError": "jupyter_mltrack.exceptions",
     "autolog": "jupyter_mltrack.autolog",
+    "serve": "jupyter_mltrack.serving",
 }
 _SUBMODULES = {"entities", "exceptions", "tracking", "store", "search", "validation", "registry", "models", "sklearn", "pyfunc"}
 

@@ -12,6 +12,7 @@ import click
 
 from jupyter_mltrack.entities import ViewType
 from jupyter_mltrack.exceptions import MlflowException
+from jupyter_mltrack.serving.cli import models
 
 _VIEWS = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY, "all": ViewType.ALL}
 
@@ -251,6 +252,8 @@ def gc(ctx: click.Context, older_than: str | None, yes: bool) -> None:
     run_ids, exp_ids = client.store.gc(age)
     click.echo(f"Removed {len(run_ids)} run(s) and {len(exp_ids)} experiment(s).")
 
+
+main.add_command(models)
 
 if __name__ == "__main__":
     main()

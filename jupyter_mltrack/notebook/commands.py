@@ -45,6 +45,12 @@ def _parser() -> _Parser:
     recall.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", dest="assignments"
     )
+    serve = sub.add_parser("serve", add_help=False)
+    serve.add_argument("uri", nargs="?")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--watch", action="store_true")
+    serve.add_argument("--stop", action="store_true")
     return parser
 
 
@@ -53,7 +59,7 @@ def run_command(shell: Any, options: MLTrack, line: str) -> Any:
     args = _parser().parse_args(arg_split(line))
     if args.command is None:
         raise UsageError(
-            "Use %mltrack experiment|store|runs|show|compare|registry|recall ... (see %mltrack?)"
+            "Use %mltrack experiment|store|runs|show|compare|registry|recall|serve ... (see %mltrack?)"
         )
     handler = _HANDLERS[args.command]
     try:
@@ -270,6 +276,27 @@ def _cell_source(client: Any, run: Any) -> str | None:
     return run.data.tags.get("mltrack.cell.source")
 
 
+def _serve(shell: Any, options: MLTrack, args: Any) -> Any:
+    from jupyter_mltrack import serving
+
+    if args.stop:
+        running = [h for h in serving.running_servers() if args.port is None or h.port == args.port]
+        for handle in running:
+            handle.stop()
+            print(f"Stopped {handle.model} at {handle.url}")
+        if not running:
+            print(
+                "No model server of this kernel is running"
+                + (f" on port {args.port}." if args.port else ".")
+            )
+        return None
+    if not args.uri:
+        raise UsageError(
+            "Use %mltrack serve URI [--port P] [--host H] [--watch], or %mltrack serve --stop"
+        )
+    return serving.serve(args.uri, port=args.port, host=args.host, watch=args.watch)
+
+
 _HANDLERS = {
     "experiment": _experiment,
     "store": _store,
@@ -278,4 +305,5 @@ _HANDLERS = {
     "compare": _compare,
     "registry": _registry,
     "recall": _recall,
+    "serve": _serve,
 }
