@@ -95,6 +95,25 @@ def sklearn_log_kwargs(lib: str) -> dict[str, Any]:
     return {} if lib == "mltrack" else {"serialization_format": "cloudpickle"}
 
 
+def serve_command(lib: str, bin_dir: Path, model_uri: str, port: int) -> list[str]:
+    """The library's ``models serve`` command line (its CLI from the venv's ``bin_dir``).
+
+    MLflow is asked for ``--env-manager local`` (serve from this environment, as ours does by
+    default) instead of building a virtualenv from the model's requirements.
+    """
+    if lib == "mltrack":
+        return [str(bin_dir / "mltrack"), "models", "serve", "-m", model_uri, "-p", str(port)]
+    return [
+        str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "-p", str(port),
+        "--env-manager", "local",
+    ]  # fmt: skip
+
+
+def tracking_env(lib: str) -> str:
+    """Environment variable that points the library's processes (a server) at a store."""
+    return "MLTRACK_TRACKING_URI" if lib == "mltrack" else "MLFLOW_TRACKING_URI"
+
+
 def store_bytes(lib: str, workdir: Path) -> int:
     """Bytes on disk of the store: our whole folder, or MLflow's db file with its journals."""
     if lib == "mltrack":

@@ -88,6 +88,9 @@ def populate_api(mlflow, client, exp_id: str, data: list) -> None:
             params=[Param(k, str(v)) for k, v in params.items()],
             tags=[RunTag("model_type", tag)],
         )
+    # Both libraries have it: ours writes buffered rows now (another process searches next;
+    # buffered writes reach other processes within 0.5 s), MLflow's is a no-op when sync.
+    mlflow.flush_async_logging()
 
 
 def populate_mlflow_sql(db_path: Path, exp_id: str, artifact_root: str, data: list, first: int):

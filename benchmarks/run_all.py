@@ -44,6 +44,7 @@ BENCHMARKS = {
     "concurrent": "bench_concurrent.py",
     "track": "bench_track.py",
     "models": "bench_models.py",
+    "serve": "bench_serve.py",
 }
 TIMEOUT_S = 1800
 
@@ -68,7 +69,8 @@ class Row:
     label: str | Callable[[Result | None, Result | None], str]
     ours: str | Callable[[Result | None], str] | None
     theirs: str | Callable[[Result | None], str] | None
-    unit: str = "s"  # s: seconds, lower is better; B: bytes; n: count; /s: rate, higher is better
+    unit: str = "s"  # s: seconds, lower is better; B: bytes; MB: mebibytes; n: count;
+    # /s: rate, higher is better
     target: str = ""
     check: Callable[[float | None, float | None], bool | None] | None = None
     ratio: bool = True
@@ -80,6 +82,20 @@ class Row:
             return get(result, path) if path else None
 
         return read(self.ours, ours), read(self.theirs, theirs)
+
+    def errored(self, side: str, result: Result | None) -> bool:
+        """A dict on the way to this side's figure holds an ``error`` (a failed part)."""
+        path = self.ours if side == "ours" else self.theirs
+        if callable(path):
+            path = path(result)
+        value: Any = result
+        for part in (path or "").split(".") if path else []:
+            if not isinstance(value, dict):
+                return False
+            if "error" in value:
+                return True
+            value = value.get(part)
+        return isinstance(value, dict) and "error" in value
 
     def ratio_of(self, a: Any, b: Any) -> float | None:
         if not self.ratio or not isinstance(a, int | float) or not isinstance(b, int | float):
@@ -103,6 +119,8 @@ def fmt(value: Any, unit: str) -> str:
         return f"{value * 1e6:.3g} µs"
     if unit == "B":
         return f"{value:,.1f} B"
+    if unit == "MB":
+        return f"{value:,.0f} MB"
     if unit == "/s":
         return f"{value:,.0f}/s" if value >= 100 else f"{value:.3g}/s"
     return f"{value:,}"
@@ -152,7 +170,7 @@ def ratio_at_least(k: float) -> Callable[[Any, Any], bool | None]:
 
 def rows() -> list[Row]:
     """The table, in order. Ratios say how many times better ours is (>1: ours wins)."""
-    return core_rows() + track_rows() + models_rows()
+    return core_rows() + track_rows() + models_rows() + serve_rows()
 
 
 def core_rows() -> list[Row]:
@@ -304,6 +322,54 @@ def models_rows() -> list[Row]:
     ]  # fmt: skip
 
 
+def serve_rows() -> list[Row]:
+    """``models serve`` of a LogisticRegression and a RandomForest (issue 5)."""
+
+    def n_seq(o: Result | None, t: Result | None) -> str:
+        return f"{get(o or t, 'sizes.sequential') or 1000:,}"
+
+    def conc(o: Result | None, t: Result | None) -> str:
+        return f"{get(o or t, 'sizes.concurrent_s') or 5:g} s"
+
+    out: list[Row] = []
+    for key, name in (("logreg", "LogisticRegression"), ("forest", "RandomForest")):
+        lr = key == "logreg"
+        out += [
+            Row("serve", f"{name}: server startup, Popen to first 200 on /ping",
+                f"{key}.startup_s", f"{key}.startup_s", target="≥4x",
+                check=ratio_at_least(4)),
+            Row("serve", lambda o, t, name=name: f"{name}: latency p50, {n_seq(o, t)} sequential "
+                "one-row requests (keep-alive)", f"{key}.sequential.p50",
+                f"{key}.sequential.p50", target="≤¼ of MLflow's" if lr else "",
+                check=ratio_at_least(4) if lr else None),
+            Row("serve", lambda o, t, name=name: f"{name}: latency p99, {n_seq(o, t)} sequential",
+                f"{key}.sequential.p99", f"{key}.sequential.p99"),
+            Row("serve", f"{name}: the model's own one-row predict, in-process (median; "
+                "reference)", f"{key}.predict.median", f"{key}.predict.median", ratio=False),
+            Row("serve", f"{name}: sequential p50 minus the model's own predict (server "
+                "overhead)", f"{key}.p50_minus_predict_s", f"{key}.p50_minus_predict_s",
+                target="" if lr else "≤1 ms", check=None if lr else at_most(0.001),
+                ratio=False),
+            Row("serve", lambda o, t, name=name: f"{name}: throughput, {CONC} keep-alive clients "
+                f"for {conc(o, t)}", f"{key}.concurrent.requests_per_s",
+                f"{key}.concurrent.requests_per_s", unit="/s", target="≥3x" if lr else "",
+                check=(lambda a, b: None if a is None or b is None else a >= 3 * b)
+                if lr else None),
+            Row("serve", f"{name}: latency p50 at concurrency {CONC} (reference)",
+                f"{key}.concurrent.latency.p50", f"{key}.concurrent.latency.p50"),
+            Row("serve", f"{name}: server memory, VmRSS of the process tree after the load",
+                f"{key}.rss_mb", f"{key}.rss_mb", unit="MB", target="≤½ of MLflow's",
+                check=ratio_at_least(2)),
+            Row("serve", f"{name}: failed requests (warm-up, sequential, concurrent)",
+                f"{key}.errors", f"{key}.errors", unit="n", target="0 (ours)",
+                check=lambda a, _b: None if a is None else a == 0, ratio=False),
+        ]  # fmt: skip
+    return out
+
+
+CONC = 8
+
+
 def run_workload(bench: str, lib: str, python: Path, quick: bool) -> Result:
     """Run one workload under one interpreter; its result, or {"error": ...}."""
     cmd = [str(python), str(BENCH_DIR / BENCHMARKS[bench]), "--lib", lib]
@@ -354,9 +420,9 @@ def table(results: dict[str, dict[str, Result]], benches: list[str]) -> list[lis
         verdict = row.check(a, b) if row.check else None
         met = "" if row.check is None else {True: "yes", False: "NO", None: "n/a"}[verdict]
         cells = [fmt(a, row.unit), fmt(b, row.unit)]
-        if ours and "error" in ours:
+        if ours and ("error" in ours or (a is None and row.errored("ours", ours))):
             cells[0] = "error"
-        if theirs and "error" in theirs:
+        if theirs and ("error" in theirs or (b is None and row.errored("theirs", theirs))):
             cells[1] = "error"
         out.append([label, *cells, fmt_ratio(row.ratio_of(a, b)), row.target, met])
     return out
@@ -441,6 +507,7 @@ def caveats(results: dict[str, dict[str, Result]], quick: bool) -> list[str]:
     if kinds:
         notes.append(f"Our errors under 8 concurrent processes: {json.dumps(kinds)}")
     notes += track_notes(results.get("track", {})) + models_notes(results.get("models", {}))
+    notes += serve_notes(results.get("serve", {}))
     for bench, per_lib in results.items():
         for lib, result in per_lib.items():
             if "error" in result:
@@ -516,6 +583,86 @@ def models_notes(per_lib: dict[str, Result]) -> list[str]:
         if stored is not None and stored != expected:
             notes.append(f"models / {lib}: {stored} versions registered, {expected} expected.")
     return notes
+
+
+def serve_notes(per_lib: dict[str, Result]) -> list[str]:
+    """How the serving figures were taken, and anything that went wrong."""
+    if not per_lib:
+        return []
+    ours, theirs = per_lib.get("mltrack") or {}, per_lib.get("mlflow") or {}
+    sizes = get(ours, "sizes") or get(theirs, "sizes") or {}
+    notes = [
+        "Serving: LogisticRegression(max_iter=10000) and RandomForestClassifier(n_estimators=100, "
+        f"random_state=0) fitted on load_breast_cancer ({get(ours or theirs, 'n_rows')} rows, a "
+        "DataFrame), logged by each library's own `sklearn.log_model` (with a signature) into "
+        "its own fresh store and served as `runs:/<id>/model` in a subprocess on a free "
+        "127.0.0.1 port, one server at a time, default worker count on both (1): ours `mltrack "
+        "models serve -m URI -p PORT`; MLflow `mlflow models serve -m URI -p PORT --env-manager "
+        "local` (tracking URI in MLTRACK_TRACKING_URI / MLFLOW_TRACKING_URI; the venv's bin "
+        "first on PATH, as MLflow's CLI starts `uvicorn` from PATH).",
+        f"Requests: one-row `dataframe_records` POSTs to /invocations cycling over the data set; "
+        f"{sizes.get('warmup', 50)} warm-up requests, then {sizes.get('sequential', 1000):,} "
+        "sequential ones on one keep-alive http.client connection; throughput: "
+        f"{CONC} Python threads, each with its own keep-alive connection, for "
+        f"{sizes.get('concurrent_s', 5):g} s (no wrk installed). The load generator runs on "
+        f"the same machine ({os.cpu_count()} cores) and its own Python cost is part of every "
+        "figure, on both sides alike. Every response is checked (status 200, a `predictions` "
+        "list of length 1) and its value compared with the fitted model's.",
+        "Startup: from `Popen` of the CLI to the first 200 on GET /ping, polled every 20 ms. "
+        "Memory: VmRSS summed over the server's process tree (MLflow: its CLI process plus the "
+        "uvicorn process it starts) from /proc after the load; the sum counts shared pages once "
+        "per process, so PSS is given below. The model's own predict: the fitted estimator's "
+        "`predict` on a one-row DataFrame in the benchmark process (median), scikit-learn "
+        f"{get(ours, 'sklearn') or '?'} (ours) / {get(theirs, 'sklearn') or '?'} (MLflow's venv).",
+    ]
+    pss = []
+    for key, name in (("logreg", "LogisticRegression"), ("forest", "RandomForest")):
+        parts = []
+        for lib, result in (("ours", ours), ("MLflow", theirs)):
+            value, procs = (
+                get(result, f"{key}.memory.pss_bytes"),
+                get(result, f"{key}.memory.processes"),
+            )
+            if value:
+                parts.append(
+                    f"{lib} {value / 2**20:,.0f} MB ({procs} process{'es' * (procs != 1)})"
+                )
+        if parts:
+            pss.append(f"{name}: " + ", ".join(parts))
+    if pss:
+        notes.append("Serving memory as PSS after the load: " + "; ".join(pss) + ".")
+    for lib, result in (("ours", ours), ("MLflow", theirs)):
+        for key, name in (("logreg", "LogisticRegression"), ("forest", "RandomForest")):
+            entry = get(result, key)
+            if not isinstance(entry, dict):
+                continue
+            if "error" in entry:
+                notes.append(
+                    f"serve / {lib} / {name}: error, {entry['error']} (server logs in "
+                    f"benchmarks/.work/logs/serve-*-{key}-server-*.log)."
+                )
+                continue
+            if entry.get("failures"):
+                notes.append(
+                    f"serve / {lib} / {name}: served on attempt {entry['attempts']} "
+                    f"after: {'; '.join(entry['failures'])}"
+                )
+            kinds = {**(get(entry, "sequential.error_kinds") or {})}
+            for k, v in (get(entry, "concurrent.error_kinds") or {}).items():
+                kinds[k] = kinds.get(k, 0) + v
+            if kinds:
+                notes.append(f"serve / {lib} / {name}: failed requests {json.dumps(kinds)}.")
+            if entry.get("mismatched"):
+                notes.append(
+                    f"serve / {lib} / {name}: {entry['mismatched']} predictions differ "
+                    "from the fitted model's."
+                )
+            if "exited_during_load" in entry:
+                notes.append(
+                    f"serve / {lib} / {name}: the server exited during the load "
+                    f"(code {entry['exited_during_load']})."
+                )
+    return notes  # fmt: skip
 
 
 def machine() -> str:
@@ -618,7 +765,12 @@ def main() -> None:
         "machine": machine(),
         "command": shlex.join(["python3", "benchmarks/run_all.py", *sys.argv[1:]]),
     }
-    raw = WORK_ROOT / "results.json"
+    # A run written elsewhere keeps its raw figures next to it (results.json stays the full run's).
+    raw = (
+        args.output.with_suffix(".json")
+        if args.output and args.output.resolve() != RESULTS_MD.resolve()
+        else WORK_ROOT / "results.json"
+    )
     raw.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
     report(results, meta, args.output or (None if args.quick else RESULTS_MD))
     print(f"raw figures: {raw}")
