@@ -261,3 +261,14 @@ def test_predict_in_the_virtualenv(
     )
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "out.json").read_text()) == [3.0, 6.0, 12.0]
+
+
+def test_extra_requirements_with_markers_keep_valid_metadata():
+    from packaging.requirements import Requirement
+
+    from jupyter_mltrack.serving.envs import _with_extra
+
+    plain = Requirement(_with_extra("starlette>=0.37", "serve"))
+    marked = Requirement(_with_extra("uvloop>=0.19; sys_platform != 'win32'", "serve"))
+    assert plain.marker.evaluate({"extra": "serve"}) and not plain.marker.evaluate({"extra": ""})
+    assert str(marked.marker) == 'sys_platform != "win32" and extra == "serve"'

@@ -104,9 +104,18 @@ def _metadata() -> str:
         lines += [f"Requires-Dist: {dep}" for dep in project.get("dependencies", [])]
         for extra, deps in sorted(project.get("optional-dependencies", {}).items()):
             lines.append(f"Provides-Extra: {extra}")
-            lines += [f'Requires-Dist: {dep}; extra == "{extra}"' for dep in deps]
+            lines += [f"Requires-Dist: {_with_extra(dep, extra)}" for dep in deps]
         return "\n".join(lines) + "\n"
     return importlib.metadata.distribution(DIST).read_text("METADATA") or ""
+
+
+def _with_extra(requirement: str, extra: str) -> str:
+    """``dep; marker`` -> ``dep; (marker) and extra == "x"`` (core metadata's form)."""
+    spec, _, marker = requirement.partition(";")
+    condition = f'extra == "{extra}"'
+    if marker.strip():
+        condition = f"({marker.strip()}) and {condition}"
+    return f"{spec.strip()}; {condition}"
 
 
 def _entry_points() -> str:
