@@ -16,9 +16,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
-
 SEED_BODY = '{"dataframe_records": [{"age": 35, "tenure": 24, "monthly_charge": 85.5}]}'
 MAX_BODY = 4096
 

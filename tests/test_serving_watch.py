@@ -12,9 +12,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
-
 from tests.test_serving import free_port, request, serve_cmd, start_server, stop_server
 
 BODY = json.dumps({"dataframe_records": [{"x": 1.0, "y": 2.0}]})

@@ -49,20 +49,6 @@ def _local(model_uri):
     return Path(resolve_model_uri(model_uri).local_path)
 
 
-def _has_registry() -> bool:
-    from jupyter_mltrack.tracking import fluent
-    from jupyter_mltrack.tracking.client import Client
-
-    return hasattr(fluent, "register_model") and all(
-        hasattr(Client, m) for m in ("get_model_version_by_stage", "transition_model_version_stage")
-    )
-
-
-needs_registry = pytest.mark.skipif(
-    not _has_registry(), reason="the model registry is not built yet"
-)
-
-
 # -- the seed -------------------------------------------------------------------------------------
 def test_seed_basic_tracking_round_trip(mlflow, data):
     """The seed's "Basic Tracking" block, verbatim except the import and the server URI; on
@@ -441,7 +427,6 @@ utc_time_created: '2026-11-26 04:18:50.518776'
     np.testing.assert_array_equal(got, expected)
 
 
-@needs_registry
 def test_seed_loading_models_by_stage(mlf, data, small_rf):
     X, _ = data
     new_data = X.iloc[:5]
