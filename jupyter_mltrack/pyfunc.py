@@ -64,6 +64,8 @@ _LOADERS = {
 }
 _ARTIFACT_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
+_UNSET = object()  # not computed yet
+
 
 class PythonModelContext:
     """What ``load_context`` receives: ``artifacts`` (key -> local path) and ``model_config``."""
@@ -158,6 +160,7 @@ class PyFuncModel:
     def __init__(self, model_meta: Model, model_impl: Any, path: str | None = None) -> None:
         self._model_meta = model_meta
         self._model_impl = model_impl
+        self._plain_columns: Any = _UNSET
         self._path = path
 
     @property
@@ -177,11 +180,17 @@ class PyFuncModel:
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         """Predictions for ``data``: a DataFrame, a dict of lists, a list of dicts or a numpy
         array (see the signature rules in ``jupyter_mltrack.models.enforce``)."""
+        from jupyter_mltrack.models import enforce
         from jupyter_mltrack.models.enforce import enforce_params, enforce_schema, to_frame
 
         schema = self._model_meta.get_input_schema()
         if schema is not None:
-            data = enforce_schema(data, schema)
+            if self._plain_columns is _UNSET:
+                self._plain_columns = enforce.conforming_columns(self._model_meta)
+            plain = self._plain_columns
+            # a frame that already matches a plain numeric signature is passed on as it is
+            if params is not None or plain is None or not enforce.already_conforms(data, plain):
+                data = enforce_schema(data, schema)
         elif isinstance(data, (dict, list)) and not isinstance(
             self._model_impl, _PythonModelWrapper
         ):

@@ -305,3 +305,40 @@ def enforce_params(
         spec.name: convert_param(spec, params[spec.name]) if spec.name in params else spec.default
         for spec in schema
     }
+
+
+def conforming_columns(meta: Any) -> list[tuple[str, Any]] | None:
+    """(name, numpy dtype) of each input column when the signature has named, required, numeric
+    columns and no params — then a frame with exactly those columns and dtypes conforms as it
+    is, and ``already_conforms`` lets predict skip the checking pass and its copies."""
+    signature = meta.signature
+    schema = meta.get_input_schema()
+    if (
+        schema is None
+        or schema.is_tensor_spec()
+        or not schema.has_input_names()
+        or signature.params is not None
+        or not all(s.required for s in schema.inputs)
+    ):
+        return None
+    from jupyter_mltrack.models.signature import DataType
+
+    columns = []
+    for spec in schema.inputs:
+        dtype = DataType.to_numpy(spec.type)
+        if dtype.kind not in "biuf":  # strings, bytes, dates: their check looks at values
+            return None
+        columns.append((spec.name, dtype))
+    return columns
+
+
+def already_conforms(data: Any, columns: list[tuple[str, Any]]) -> bool:
+    """True when ``data`` is a DataFrame with exactly ``columns`` (names, order, dtypes)."""
+    import pandas as pd
+
+    if type(data) is not pd.DataFrame or len(data.columns) != len(columns):
+        return False
+    for (name, dtype), column, actual in zip(columns, data.columns, data.dtypes.tolist()):
+        if column != name or actual != dtype:
+            return False
+    return True

@@ -60,8 +60,6 @@ class ServedModel:
         self.loaded_at = time.time()
         self.predict_seconds = 0.0  # running estimate; decides inline vs threadpool
         self.input_example = _serving_example(self.path, meta)
-        self._impl = getattr(model, "_model_impl", None)
-        self._plain_columns = _plain_columns(meta) if self._impl is not None else None
         signature = meta.signature
         self.metadata = {
             "model_uri": model_uri,
@@ -87,15 +85,7 @@ class ServedModel:
 
     def predict(self, data: Any, params: dict[str, Any] | None) -> Any:
         start = time.perf_counter()
-        if (
-            params is None
-            and self._plain_columns is not None
-            and _conforms(data, self._plain_columns)
-        ):
-            # the signature check would hand this frame on unchanged: skip its copies
-            out = self._impl.predict(data, params=None)
-        else:
-            out = self.model.predict(data, params=params)
+        out = self.model.predict(data, params=params)
         elapsed = time.perf_counter() - start
         # a running mean that forgets: a model that got slower moves to the threadpool
         self.predict_seconds = 0.9 * self.predict_seconds + 0.1 * elapsed
@@ -353,41 +343,6 @@ def _too_large(limit: int) -> str:
         f"The request body is larger than this server's limit of {limit:,} bytes; send fewer "
         "rows per request or start the server with a larger --max-body-bytes."
     )
-
-
-def _plain_columns(meta: Any) -> list[tuple[str, Any]] | None:
-    """(name, numpy dtype) of each input column when the signature is named, required columns
-    and no params: then a frame with exactly those columns and dtypes already conforms."""
-    signature = meta.signature
-    schema = meta.get_input_schema()
-    if (
-        schema is None
-        or schema.is_tensor_spec()
-        or not schema.has_input_names()
-        or signature.params is not None
-        or not all(s.required for s in schema.inputs)
-    ):
-        return None
-    from jupyter_mltrack.models.signature import DataType
-
-    columns = []
-    for spec in schema.inputs:
-        dtype = DataType.to_numpy(spec.type)
-        if dtype.kind not in "biuf":  # strings, bytes, dates: their check looks at values
-            return None
-        columns.append((spec.name, dtype))
-    return columns
-
-
-def _conforms(data: Any, columns: list[tuple[str, Any]]) -> bool:
-    import pandas as pd
-
-    if type(data) is not pd.DataFrame or len(data.columns) != len(columns):
-        return False
-    for (name, dtype), column, actual in zip(columns, data.columns, data.dtypes.tolist()):
-        if column != name or actual != dtype:
-            return False
-    return True
 
 
 def _rows(data: Any) -> int:
