@@ -71,6 +71,10 @@ class InvalidState(MlflowException):
     default_error_code = INVALID_STATE
 
 
+class InvalidModelError(InvalidParameterValue):
+    """A path or URI that does not hold a model this version can load."""
+
+
 class FilterSyntaxError(InvalidParameterValue):
     """A search filter or order-by clause could not be parsed."""
 

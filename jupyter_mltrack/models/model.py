@@ -18,16 +18,16 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from jupyter_mltrack.exceptions import InvalidParameterValue, ResourceDoesNotExist
+from jupyter_mltrack.exceptions import (
+    InvalidModelError,
+    InvalidParameterValue,
+    ResourceDoesNotExist,
+)
 from jupyter_mltrack.models.signature import ModelSignature, Schema
 
 MLMODEL_FILE = "MLmodel"
 MODEL_FORMAT_VERSION = 1
 PYFUNC = "python_function"
-
-
-class InvalidModelError(InvalidParameterValue):
-    """A path or URI that does not hold a model this version can load."""
 
 
 def _yaml() -> Any:
