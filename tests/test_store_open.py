@@ -457,3 +457,61 @@ def test_mlflow_database_on_postgresql_is_refused(pg_url):
         tables = set(sa.inspect(conn).get_table_names())
     engine.dispose()
     assert tables == {"alembic_version", "experiments", "runs", "latest_metrics"}
+
+
+def _store_at_revision_0001(url: str) -> None:
+    """A database as the first release left it: revision 0001 only, with one experiment."""
+    import os
+
+    import sqlalchemy as sa
+    from alembic.config import Config
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    import jupyter_mltrack.store.migrate as migrate
+    from jupyter_mltrack.store.schema import VERSION_TABLE
+
+    config = Config()
+    config.set_main_option(
+        "script_location", os.path.join(os.path.dirname(migrate.__file__), "migrations")
+    )
+    script = ScriptDirectory.from_config(config)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        with Operations.context(context):
+            script.get_revision("0001").module.upgrade()
+            context.stamp(script, "0001")
+        conn.execute(
+            sa.text(
+                "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage,"
+                " creation_time, last_update_time) VALUES (7, 'old', 'file:///x/7', 'active', 1, 1)"
+            )
+        )
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_store_of_an_older_schema_is_upgraded_in_place(backend, tmp_path, request):
+    import sqlalchemy as sa
+
+    import jupyter_mltrack as mlflow
+    from jupyter_mltrack.store.schema import SCHEMA_REVISION, VERSION_TABLE
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+        uri = url
+    else:
+        url = uri = request.getfixturevalue("pg_url")
+    _store_at_revision_0001(url)
+    client = mlflow.MlflowClient(uri)
+    assert client.get_experiment("7").name == "old"  # data kept
+    client.create_registered_model("NewInRevision0002")  # the new tables exist
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert (
+            conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+            == SCHEMA_REVISION
+        )
+    engine.dispose()
