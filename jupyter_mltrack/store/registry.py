@@ -284,15 +284,14 @@ class SqlRegistry:
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[RegisteredModel]:
-        offset = search.decode_page_token(page_token)
-        query = search.compile_registered_models_search(
-            filter_string, order_by, max_results + 1, offset
+        return self.store.paged(
+            lambda limit, offset: search.compile_registered_models_search(
+                filter_string, order_by, limit, offset
+            ),
+            self._models,
+            max_results,
+            page_token,
         )
-        with self.store._read() as conn:
-            rows = conn.execute(query).all()
-            found = self._models(conn, rows[:max_results])
-        token = search.next_page_token(rows, max_results, offset)
-        return PagedList(found, token)
 
     def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
         validate_model_name(new_name)
@@ -443,15 +442,14 @@ class SqlRegistry:
         order_by: Sequence[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[ModelVersion]:
-        offset = search.decode_page_token(page_token)
-        query = search.compile_model_versions_search(
-            filter_string, order_by, max_results + 1, offset
+        return self.store.paged(
+            lambda limit, offset: search.compile_model_versions_search(
+                filter_string, order_by, limit, offset
+            ),
+            self._versions,
+            max_results,
+            page_token,
         )
-        with self.store._read() as conn:
-            rows = conn.execute(query).all()
-            found = self._versions(conn, rows[:max_results])
-        token = search.next_page_token(rows, max_results, offset)
-        return PagedList(found, token)
 
     def set_model_version_tag(self, name: str, version: object, key: str, value: Any) -> None:
         validation.validate_key(key, "Tag")

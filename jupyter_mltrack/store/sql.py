@@ -6,7 +6,7 @@ import math
 import operator
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -173,6 +173,21 @@ class SqlStore(Store):
             self._insert(metric_history).on_conflict_do_nothing(), dialect, list(_METRIC_COLUMNS)
         )
 
+    def paged(
+        self,
+        build: Callable[[int, int], Any],
+        convert: Callable[[Connection, Sequence[Any]], list[Any]],
+        max_results: int,
+        page_token: str | None,
+    ) -> PagedList[Any]:
+        """One page of a search: ``build(limit, offset)`` makes the query (one row more than a
+        page, to know whether another page follows), ``convert`` turns the rows into entities."""
+        offset = search.decode_page_token(page_token)
+        with self._read() as conn:
+            rows = conn.execute(build(max_results + 1, offset)).all()
+            found = convert(conn, rows[:max_results])
+        return PagedList(found, search.next_page_token(rows, max_results, offset))
+
     def _insert(self, table: Any) -> Any:
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -327,15 +342,14 @@ class SqlStore(Store):
         page_token: str | None = None,
     ) -> PagedList[Experiment]:
         _check_max_results(max_results)
-        offset = search.decode_page_token(page_token)
-        query = search.compile_experiments_search(
-            filter_string, ViewType.stages(view_type), order_by, max_results + 1, offset
+        return self.paged(
+            lambda limit, offset: search.compile_experiments_search(
+                filter_string, ViewType.stages(view_type), order_by, limit, offset
+            ),
+            self._experiments_from_rows,
+            max_results,
+            page_token,
         )
-        with self._read() as conn:
-            rows = conn.execute(query).all()
-            found = self._experiments_from_rows(conn, rows[:max_results])
-        token = search.next_page_token(rows, max_results, offset)
-        return PagedList(found, token)
 
     def _set_experiment_stage(self, experiment_id: str, stage: str) -> None:
         key = _experiment_key(experiment_id)
@@ -805,17 +819,19 @@ class SqlStore(Store):
         page_token: str | None = None,
     ) -> PagedList[Run]:
         _check_max_results(max_results)
-        offset = search.decode_page_token(page_token)
-        query = self._page_query(
-            experiment_ids, filter_string, run_view_type, max_results + 1, order_by, offset
+
+        def runs_of(conn: Connection, rows: Sequence[Any]) -> list[Run]:
+            data = self._run_data(conn, [r.id for r in rows]) if rows else {}
+            return [Run(_run_info(r), data[r.id]) for r in rows]
+
+        return self.paged(
+            lambda limit, offset: self._page_query(
+                experiment_ids, filter_string, run_view_type, limit, order_by, offset
+            ),
+            runs_of,
+            max_results,
+            page_token,
         )
-        with self._read() as conn:
-            rows = conn.execute(query).all()
-            page = rows[:max_results]
-            data = self._run_data(conn, [r.id for r in page]) if page else {}
-        found = [Run(_run_info(r), data[r.id]) for r in page]
-        token = search.next_page_token(rows, max_results, offset)
-        return PagedList(found, token)
 
     def search_runs_columns(
         self,
