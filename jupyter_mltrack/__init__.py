@@ -11,7 +11,47 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_FLUENT = ["set_tracking_uri", "get_tracking_uri", "set_registry_uri", "get_registry_uri", "set_experiment", "create_experiment", "get_experiment", "get_experiment_by_name", "search_experiments", "delete_experiment", "set_experiment_tag", "set_experiment_tags", "start_run", "end_run", "active_run", "last_active_run", "get_run", "delete_run", "get_parent_run", "log_param", "log_params", "log_metric", "log_metrics", "set_tag", "set_tags", "delete_tag", "log_batch", "log_artifact", "log_artifacts", "log_text", "log_dict", "log_figure", "log_image", "get_artifact_uri", "search_runs", "flush", "flush_async_logging", "ActiveRun", "register_model"]
+_FLUENT = [
+    "set_tracking_uri",
+    "get_tracking_uri",
+    "set_registry_uri",
+    "get_registry_uri",
+    "set_experiment",
+    "create_experiment",
+    "get_experiment",
+    "get_experiment_by_name",
+    "search_experiments",
+    "delete_experiment",
+    "set_experiment_tag",
+    "set_experiment_tags",
+    "start_run",
+    "end_run",
+    "active_run",
+    "last_active_run",
+    "get_run",
+    "delete_run",
+    "get_parent_run",
+    "log_param",
+    "log_params",
+    "log_metric",
+    "log_metrics",
+    "set_tag",
+    "set_tags",
+    "delete_tag",
+    "log_batch",
+    "log_artifact",
+    "log_artifacts",
+    "log_text",
+    "log_dict",
+    "log_figure",
+    "log_image",
+    "get_artifact_uri",
+    "search_runs",
+    "flush",
+    "flush_async_logging",
+    "ActiveRun",
+    "register_model",
+]
 _ELSEWHERE = {
     "Client": "jupyter_mltrack.tracking.client",
     "MlflowClient": "jupyter_mltrack.tracking.client",
@@ -20,7 +60,18 @@ _ELSEWHERE = {
     "autolog": "jupyter_mltrack.autolog",
     "serve": "jupyter_mltrack.serving",
 }
-_SUBMODULES = {"entities", "exceptions", "tracking", "store", "search", "validation", "registry", "models", "sklearn", "pyfunc"}
+_SUBMODULES = {
+    "entities",
+    "exceptions",
+    "tracking",
+    "store",
+    "search",
+    "validation",
+    "registry",
+    "models",
+    "sklearn",
+    "pyfunc",
+}
 
 __all__ = [*_FLUENT, *_ELSEWHERE, *_SUBMODULES]
 

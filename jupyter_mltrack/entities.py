@@ -369,3 +369,22 @@ class AuditEntry:
     timestamp: int
     comment: str | None = None
     details: dict[str, Any] | None = None
+
+
+@dataclass
+class MetricSeries:
+    """One run's history of one metric, possibly downsampled for plotting.
+
+    ``x`` holds steps or millisecond timestamps (see ``x_axis``); ``values`` the matching
+    values. When ``downsampled`` is true each step bucket contributed its minimum and maximum
+    (at the bucket's first and last x), so spikes survive; ``total_points`` is the number of
+    points returned whole, or None for a downsampled series (counting would cost a scan).
+    """
+
+    run_id: str
+    key: str
+    x_axis: str
+    x: list[float]
+    values: list[float]
+    total_points: int | None
+    downsampled: bool = False

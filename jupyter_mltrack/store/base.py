@@ -7,7 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_mltrack.entities import Experiment, Metric, PagedList, Param, Run, RunInfo, RunTag
+from jupyter_mltrack.entities import (
+    Experiment,
+    Metric,
+    MetricSeries,
+    PagedList,
+    Param,
+    Run,
+    RunInfo,
+    RunTag,
+)
 
 
 @dataclass
@@ -121,6 +130,26 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]: ...
+
+    def get_metric_series(
+        self, run_ids: Sequence[str], key: str, max_points: int, x_axis: str = "step"
+    ) -> dict[str, MetricSeries]:
+        """Histories of ``key`` for several runs, each cut to about ``max_points`` points.
+
+        This fallback reads every point; SQL stores downsample in the database instead.
+        """
+        from jupyter_mltrack.store.downsample import min_max_buckets
+
+        out = {}
+        for run_id in run_ids:
+            history = [m for m in self.get_metric_history(run_id, key) if m.value == m.value]
+            if not history:
+                continue
+            xs = [m.step if x_axis == "step" else m.timestamp for m in history]
+            out[run_id] = min_max_buckets(
+                run_id, key, x_axis, xs, [m.value for m in history], max_points
+            )
+        return out
 
     @abc.abstractmethod
     def search_runs(

