@@ -120,7 +120,7 @@ def promote(
     if alias is None:
         stage = Stage.canonical(stage or Stage.PRODUCTION)
     else:
-        from jupyter_mltrack.store.registry import validate_alias
+        from jupyter_mltrack.validation import validate_alias
 
         validate_alias(alias)
     registry = client.registry

@@ -183,3 +183,41 @@ def tag_row(run_key: int, tag: Any) -> tuple[int, str, str]:
     """A validated ``(run_key, key, value)`` row from a RunTag entity."""
     key = validate_key(tag.key, "Tag")
     return run_key, key, tag_value(key, tag.value)
+
+
+# -- registry names ----------------------------------------------------------------------------
+MAX_MODEL_NAME_LENGTH = 256
+_ALIAS_RE = re.compile(r"^[\w\-]+$")
+_VERSION_LIKE = re.compile(r"^v?\d+$", re.IGNORECASE)
+
+
+def validate_model_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidParameterValue(f"Invalid model name {name!r}: it must be a non-empty string.")
+    if len(name) > MAX_MODEL_NAME_LENGTH:
+        raise InvalidParameterValue(
+            f"Model name is longer than {MAX_MODEL_NAME_LENGTH} characters."
+        )
+    if "/" in name or "@" in name or ":" in name:
+        raise InvalidParameterValue(
+            f"Invalid model name {name!r}: '/', '@' and ':' are not allowed (they would make "
+            "models:/ URIs ambiguous)."
+        )
+    return name
+
+
+def validate_alias(alias: object) -> str:
+    if not isinstance(alias, str) or not _ALIAS_RE.match(alias):
+        raise InvalidParameterValue(
+            f"Invalid alias {alias!r}: use letters, digits, '_' and '-' (e.g. 'champion')."
+        )
+    if _VERSION_LIKE.match(alias):
+        raise InvalidParameterValue(
+            f"Invalid alias {alias!r}: it looks like a version number, so models:/<name>@{alias} "
+            "would be ambiguous. Pick a word such as 'champion' or 'candidate'."
+        )
+    if alias.lower() == "latest":
+        raise InvalidParameterValue(
+            "'latest' is reserved (models:/<name>/latest); pick another alias."
+        )
+    return alias

@@ -196,3 +196,30 @@ def test_list_artifacts_of_missing_path_is_empty(client):
     run_id = client.create_run("0").info.run_id
     assert client.list_artifacts(run_id) == []
     assert client.list_artifacts(run_id, "nothing/here") == []
+
+
+def test_read_artifact_whole_and_capped_and_errors(mlflow):
+    from jupyter_mltrack.exceptions import ResourceDoesNotExist
+
+    with mlflow.start_run() as run:
+        mlflow.log_text("hello artifacts", "notes/readme.txt")
+    client = mlflow.MlflowClient()
+    run_id = run.info.run_id
+    assert client.read_artifact(run_id, "notes/readme.txt") == b"hello artifacts"
+    assert client.read_artifact(run_id, "notes/readme.txt", max_bytes=5) == b"hello"
+    with pytest.raises(ResourceDoesNotExist, match="is a folder"):
+        client.read_artifact(run_id, "notes")
+    with pytest.raises(ResourceDoesNotExist, match="not found"):
+        client.read_artifact(run_id, "notes/missing.txt")
+    with pytest.raises(InvalidParameterValue, match="max_bytes"):
+        client.read_artifact(run_id, "notes/readme.txt", max_bytes=-1)
+    with pytest.raises(InvalidParameterValue):
+        client.read_artifact(run_id, "../../etc/passwd")
+
+
+def test_listing_puts_folders_first(mlflow):
+    with mlflow.start_run() as run:
+        mlflow.log_text("a", "a.txt")
+        mlflow.log_text("z", "z_dir/inner.txt")
+    names = [(f.path, f.is_dir) for f in mlflow.MlflowClient().list_artifacts(run.info.run_id)]
+    assert names == [("z_dir", True), ("a.txt", False)]

@@ -133,3 +133,17 @@ def test_promote_archives_then_rollback_restores(versions):
     assert stages == {1: "Production", 2: "None", 3: "Archived"}
     last = versions.get_audit_trail("Iris")[-1]
     assert (last.action, last.version, last.comment) == ("rollback", 1, "v3 misbehaves")
+
+
+def test_rollback_candidate_previews_without_changing(versions):
+    with pytest.raises(ResourceDoesNotExist, match="No earlier holder"):
+        versions.rollback_candidate("Iris", stage="Production")
+    versions.promote("Iris", 1)
+    versions.promote("Iris", 3)
+    trail_before = len(versions.get_audit_trail("Iris"))
+    assert versions.rollback_candidate("Iris", stage="Production").version == 1
+    assert versions.get_model_version("Iris", 3).current_stage == "Production"
+    assert len(versions.get_audit_trail("Iris")) == trail_before
+    assert versions.rollback("Iris", stage="Production").version == 1
+    with pytest.raises(InvalidParameterValue, match="exactly one"):
+        versions.rollback_candidate("Iris")

@@ -113,7 +113,7 @@ class LocalArtifactRepository:
         if not os.path.isdir(base):
             return []
         infos = []
-        for entry in sorted(os.scandir(base), key=lambda e: e.name):
+        for entry in sorted(os.scandir(base), key=lambda e: (not e.is_dir(), e.name)):
             if entry.name.startswith(".tmp-"):
                 continue
             child = posixpath.join(rel, entry.name) if rel else entry.name
@@ -140,6 +140,18 @@ class LocalArtifactRepository:
         else:
             shutil.copyfile(source, dest)
         return os.path.abspath(dest)
+
+    def read_bytes(self, artifact_path: str, max_bytes: int | None = None) -> bytes:
+        """The content of one artifact file (its first ``max_bytes`` when given)."""
+        source = self._target(artifact_path)
+        if not os.path.isfile(source):
+            what = "a folder" if os.path.isdir(source) else "not found"
+            raise ResourceDoesNotExist(
+                f"Artifact {artifact_path!r} in {self.artifact_uri} is {what}; "
+                "read_artifact reads one file (list_artifacts() shows what exists)."
+            )
+        with open(source, "rb") as fh:
+            return fh.read() if max_bytes is None else fh.read(max_bytes)
 
     def local_path(self, artifact_path: str = "") -> str:
         """The local path of an artifact, without copying (local repositories only)."""

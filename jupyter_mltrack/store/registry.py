@@ -8,7 +8,6 @@ exactly one holder when they archive the others.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -31,46 +30,13 @@ from jupyter_mltrack.store.schema import (
     registered_models,
     registry_audit,
 )
-
-_ALIAS_RE = re.compile(r"^[\w\-]+$")
-_VERSION_LIKE = re.compile(r"^v?\d+$", re.IGNORECASE)
-MAX_MODEL_NAME_LENGTH = 256
+from jupyter_mltrack.validation import validate_alias, validate_model_name
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def validate_model_name(name: object) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidParameterValue(f"Invalid model name {name!r}: it must be a non-empty string.")
-    if len(name) > MAX_MODEL_NAME_LENGTH:
-        raise InvalidParameterValue(
-            f"Model name is longer than {MAX_MODEL_NAME_LENGTH} characters."
-        )
-    if "/" in name or "@" in name or ":" in name:
-        raise InvalidParameterValue(
-            f"Invalid model name {name!r}: '/', '@' and ':' are not allowed (they would make "
-            "models:/ URIs ambiguous)."
-        )
-    return name
-
-
-def validate_alias(alias: object) -> str:
-    if not isinstance(alias, str) or not _ALIAS_RE.match(alias):
-        raise InvalidParameterValue(
-            f"Invalid alias {alias!r}: use letters, digits, '_' and '-' (e.g. 'champion')."
-        )
-    if _VERSION_LIKE.match(alias):
-        raise InvalidParameterValue(
-            f"Invalid alias {alias!r}: it looks like a version number, so models:/<name>@{alias} "
-            "would be ambiguous. Pick a word such as 'champion' or 'candidate'."
-        )
-    if alias.lower() == "latest":
-        raise InvalidParameterValue(
-            "'latest' is reserved (models:/<name>/latest); pick another alias."
-        )
-    return alias
 
 
 def parse_version(version: object) -> int:
@@ -747,38 +713,10 @@ class SqlRegistry:
         comment: str | None = None,
     ) -> ModelVersion:
         """Give ``stage`` (or ``alias``) back to the version that held it before the current one."""
-        if (stage is None) == (alias is None):
-            raise InvalidParameterValue("rollback needs exactly one of stage= or alias=.")
         with self.store._write() as conn:
             model = self._model_row(conn, name, lock=True)
             target = Stage.canonical(stage) if stage is not None else alias
-            history = conn.execute(
-                select(registry_audit.c.version, registry_audit.c.action, registry_audit.c.to_value)
-                .where(
-                    registry_audit.c.model_id == model.model_id,
-                    registry_audit.c.target == target,
-                    registry_audit.c.action.in_(("transition", "promote", "rollback", "set_alias")),
-                )
-                .order_by(registry_audit.c.id)
-            ).all()
-            stack = _holders(history, stage is not None, target)
-            current = self._current_holder(conn, model, stage, alias)
-            existing = {
-                v
-                for (v,) in conn.execute(
-                    select(model_versions.c.version).where(
-                        model_versions.c.model_id == model.model_id
-                    )
-                )
-            }
-            while stack and stack[-1] == current:
-                stack.pop()
-            previous = next((v for v in reversed(stack) if v in existing and v != current), None)
-            if previous is None:
-                raise ResourceDoesNotExist(
-                    f"No earlier holder of {_what(stage, alias)} for {name!r} to roll back to"
-                    + (f" (only version {current} has held it)." if current else ".")
-                )
+            previous, current = self._rollback_previous(conn, model, name, stage, alias)
             if stage is not None:
                 self._transition(
                     conn,
@@ -795,6 +733,49 @@ class SqlRegistry:
                     conn, model, target, previous, comment, "rollback", {"from_version": current}
                 )
         return self.get_model_version(name, previous)
+
+    def rollback_candidate(
+        self, name: str, stage: str | None = None, alias: str | None = None
+    ) -> ModelVersion:
+        """The version ``rollback(name, stage=..., alias=...)`` would restore; changes nothing."""
+        with self.store._read() as conn:
+            model = self._model_row(conn, name)
+            previous, _ = self._rollback_previous(conn, model, name, stage, alias)
+        return self.get_model_version(name, previous)
+
+    def _rollback_previous(
+        self, conn: Connection, model: Any, name: str, stage: str | None, alias: str | None
+    ) -> tuple[int, int | None]:
+        """(version to restore, current holder) of a stage or alias, from the audit trail."""
+        if (stage is None) == (alias is None):
+            raise InvalidParameterValue("rollback needs exactly one of stage= or alias=.")
+        target = Stage.canonical(stage) if stage is not None else alias
+        history = conn.execute(
+            select(registry_audit.c.version, registry_audit.c.action, registry_audit.c.to_value)
+            .where(
+                registry_audit.c.model_id == model.model_id,
+                registry_audit.c.target == target,
+                registry_audit.c.action.in_(("transition", "promote", "rollback", "set_alias")),
+            )
+            .order_by(registry_audit.c.id)
+        ).all()
+        stack = _holders(history, stage is not None, target)
+        current = self._current_holder(conn, model, stage, alias)
+        existing = {
+            v
+            for (v,) in conn.execute(
+                select(model_versions.c.version).where(model_versions.c.model_id == model.model_id)
+            )
+        }
+        while stack and stack[-1] == current:
+            stack.pop()
+        previous = next((v for v in reversed(stack) if v in existing and v != current), None)
+        if previous is None:
+            raise ResourceDoesNotExist(
+                f"No earlier holder of {_what(stage, alias)} for {name!r} to roll back to"
+                + (f" (only version {current} has held it)." if current else ".")
+            )
+        return previous, current
 
     def _current_holder(
         self, conn: Connection, model: Any, stage: str | None, alias: str | None

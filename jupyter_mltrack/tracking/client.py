@@ -367,6 +367,12 @@ class Client(RegistryMethods):
         """Copy an artifact (file or folder) to a local folder and return its local path."""
         return self._repo(run_id).download_artifacts(path, dst_path)
 
+    def read_artifact(self, run_id: str, path: str, max_bytes: int | None = None) -> bytes:
+        """The bytes of one artifact file, or its first ``max_bytes`` (previews), without a copy."""
+        if max_bytes is not None and max_bytes < 0:
+            raise InvalidParameterValue(f"max_bytes must be >= 0, got {max_bytes}.")
+        return self._repo(run_id).read_bytes(path, max_bytes)
+
 
 MlflowClient = Client
 

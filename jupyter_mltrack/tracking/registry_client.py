@@ -166,6 +166,12 @@ class RegistryMethods:
         """Give a stage or alias back to the version that held it before the current one."""
         return self.registry.rollback(name, stage, alias, comment)
 
+    def rollback_candidate(
+        self, name: str, stage: str | None = None, alias: str | None = None
+    ) -> ModelVersion:
+        """The version ``rollback`` would give the stage or alias back to; changes nothing."""
+        return self.registry.rollback_candidate(name, stage, alias)
+
     def get_audit_trail(self, name: str) -> list[AuditEntry]:
         """Every transition, alias move, promotion (and refusal) and rollback, oldest first."""
         return self.registry.get_audit_trail(name)
