@@ -71,6 +71,7 @@ _SUBMODULES = {
     "models",
     "sklearn",
     "pyfunc",
+    "widgets",
 }
 
 __all__ = [*_FLUENT, *_ELSEWHERE, *_SUBMODULES]

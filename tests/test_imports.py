@@ -6,7 +6,16 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("pandas", "sqlalchemy", "matplotlib", "sklearn", "numpy", "alembic")
+HEAVY = (
+    "pandas",
+    "sqlalchemy",
+    "matplotlib",
+    "sklearn",
+    "numpy",
+    "alembic",
+    "ipywidgets",
+    "anywidget",
+)
 IMPORT_BUDGET_S = 0.15
 
 PROBE = """

@@ -40,6 +40,10 @@ def _parser() -> _Parser:
     compare.add_argument("--last", type=int, metavar="N")
     registry = sub.add_parser("registry", add_help=False)
     registry.add_argument("name", nargs="?")
+    for panel_command in (runs, show, compare, registry):
+        view = panel_command.add_mutually_exclusive_group()
+        view.add_argument("--text", dest="view", action="store_const", const="text")
+        view.add_argument("--panel", dest="view", action="store_const", const="panel")
     recall = sub.add_parser("recall", add_help=False)
     recall.add_argument("run")
     recall.add_argument(
@@ -117,6 +121,20 @@ def resolve_run(client: Any, text: str) -> Any:
     raise UsageError(f"No run {text!r}: give a run id, a unique id prefix or a run name.")
 
 
+def wants_panel(shell: Any, args: Any) -> bool:
+    """A widget panel in a kernel with ipywidgets; a plain table in a terminal or on --text."""
+    if args.view is not None:
+        return args.view == "panel"
+    if getattr(shell, "kernel", None) is None:
+        return False
+    try:
+        import anywidget  # noqa: F401
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _time(ms: int | None) -> str:
     if not ms:
         return ""
@@ -133,6 +151,12 @@ def _runs(shell: Any, options: MLTrack, args: Any) -> Any:
     fluent = _fluent()
     client = fluent._client()
     experiment_id = fluent._experiment_id()
+    if wants_panel(shell, args):
+        from jupyter_mltrack.widgets.runs_table import RunsTable
+
+        return RunsTable(
+            experiment_ids=[experiment_id], filter_string=" ".join(args.filter), client=client
+        )
     found = client.search_runs([experiment_id], " ".join(args.filter), max_results=100)
     params = sorted({k for r in found for k in r.data.params})[:6]
     metrics = sorted({k for r in found for k in r.data.metrics})[:6]
@@ -153,6 +177,10 @@ def _runs(shell: Any, options: MLTrack, args: Any) -> Any:
 def _show(shell: Any, options: MLTrack, args: Any) -> Any:
     client = _fluent()._client()
     run = resolve_run(client, args.run)
+    if wants_panel(shell, args):
+        from jupyter_mltrack.widgets.run_detail import RunDetail
+
+        return RunDetail(run.info.run_id, client=client)
     rows: list[list[Any]] = [
         ["run id", run.info.run_id],
         ["status", run.info.status],
@@ -181,6 +209,10 @@ def _compare(shell: Any, options: MLTrack, args: Any) -> Any:
         raise UsageError(
             "compare needs at least two runs: %mltrack compare RUN RUN ... or --last N"
         )
+    if wants_panel(shell, args):
+        from jupyter_mltrack.widgets.comparison import RunComparison
+
+        return RunComparison([r.info.run_id for r in found], client=client)
     names = [r.info.run_name for r in found]
     rows: list[list[Any]] = []
     for kind in ("params", "metrics"):
@@ -194,6 +226,12 @@ def _compare(shell: Any, options: MLTrack, args: Any) -> Any:
 
 def _registry(shell: Any, options: MLTrack, args: Any) -> Any:
     client = _fluent()._client()
+    if wants_panel(shell, args):
+        from jupyter_mltrack.widgets.registry_panel import RegistryPanel
+
+        if args.name:
+            client.get_registered_model(args.name)  # an unknown name fails here, as a UsageError
+        return RegistryPanel(args.name, client=client)
     if not args.name:
         models = client.search_registered_models(max_results=1000)
         rows = [
@@ -264,16 +302,12 @@ def _recall(shell: Any, options: MLTrack, args: Any) -> Any:
 
 
 def _cell_source(client: Any, run: Any) -> str | None:
-    import os
+    from jupyter_mltrack.exceptions import ResourceDoesNotExist
 
-    from jupyter_mltrack.store.artifacts import get_artifact_repository
-
-    repo = get_artifact_repository(run.info.artifact_uri or "")
-    path = repo.local_path("cell/source.py")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    return run.data.tags.get("mltrack.cell.source")
+    try:  # local stores read the file in place; S3 or a server's proxy fetch it
+        return client.read_artifact(run.info.run_id, "cell/source.py").decode("utf-8")
+    except ResourceDoesNotExist:
+        return run.data.tags.get("mltrack.cell.source")
 
 
 def _serve(shell: Any, options: MLTrack, args: Any) -> Any:

@@ -65,6 +65,10 @@ class MLTrackMagics(Magics):
         %mltrack compare RUN RUN ... | --last N    runs side by side
         %mltrack registry [NAME]           registered models and versions
         %mltrack recall RUN [--set k=v ...]        put a tracked cell back in the next cell
+        %mltrack serve URI [--port P] [--watch] | --stop   serve a model from the kernel
+
+        In a notebook, runs / show / compare / registry open interactive panels
+        (jupyter_mltrack.widgets); add --text for a plain table (what a terminal gets).
         """
         from jupyter_mltrack.notebook.commands import run_command
 
