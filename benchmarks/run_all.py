@@ -45,6 +45,7 @@ BENCHMARKS = {
     "track": "bench_track.py",
     "models": "bench_models.py",
     "serve": "bench_serve.py",
+    "panels": "bench_panels.py",
 }
 TIMEOUT_S = 1800
 
@@ -170,7 +171,7 @@ def ratio_at_least(k: float) -> Callable[[Any, Any], bool | None]:
 
 def rows() -> list[Row]:
     """The table, in order. Ratios say how many times better ours is (>1: ours wins)."""
-    return core_rows() + track_rows() + models_rows() + serve_rows()
+    return core_rows() + track_rows() + models_rows() + serve_rows() + panels_rows()
 
 
 def core_rows() -> list[Row]:
@@ -367,6 +368,52 @@ def serve_rows() -> list[Row]:
     return out
 
 
+def _panels_label(text: str) -> Callable[[Result | None, Result | None], str]:
+    """``text`` with {n} (table runs), {runs} and {steps} (curves) from either side's sizes."""
+
+    def label(ours: Result | None, theirs: Result | None) -> str:
+        size = get(ours, "sizes") or get(theirs, "sizes") or {}
+        return text.format(
+            n=_size(size.get("table_runs")),
+            runs=size.get("curve_runs", "?"),
+            steps=_size(size.get("steps")),
+        )
+
+    return label
+
+
+def panels_rows() -> list[Row]:
+    """Widget panels: runs table and run comparison; MLflow does the same job by hand."""
+    return [
+        Row("panels", _panels_label("runs table over {n} runs: first render, Python side (warm "
+            "median; ours: RunsTable(...) constructor, first page of 50 in its grid; MLflow: "
+            "search_runs of the 50 newest → row dicts)"),
+            "table.table.warm.median", "table.table.warm.median", target="≤0.3 s",
+            check=at_most(0.3)),
+        Row("panels", "· runs table, first one in a fresh process (cold)",
+            "table.table.cold_s", "table.table.cold_s", target="≤0.3 s", check=at_most(0.3)),
+        Row("panels", _panels_label("· MLflow's usual notebook view: mlflow.search_runs → "
+            "DataFrame of all {n} runs (warm; reference)"), None,
+            "table.dataframe.warm.median", ratio=False),
+        Row("panels", _panels_label("comparison of {runs} runs x {steps} steps: build the "
+            "curves (warm median; ours: RunComparison.build_seconds, min/max buckets in SQL + "
+            "plot; MLflow: get_metric_history of each run + matplotlib PNG)"),
+            "curves.panel.build.warm.median", "curves.fetch_plot.total.warm.median",
+            target="≤1 s", check=at_most(1.0)),
+        Row("panels", "· build the curves, first one in a fresh process (cold)",
+            "curves.panel.build.cold_s", "curves.fetch_plot.total.cold_s"),
+        Row("panels", "· ours: whole RunComparison constructor, every tab drawn (warm) vs "
+            "MLflow's fetch + plot", "curves.panel.constructor.warm.median",
+            "curves.fetch_plot.total.warm.median"),
+        Row("panels", "· every full history: get_metric_history of each run (same code on "
+            "both, warm; MLflow's fetch alone)", "curves.fetch_plot.fetch.warm.median",
+            "curves.fetch_plot.fetch.warm.median"),
+        Row("panels", "· full histories fetched + plotted with matplotlib (same code on both, "
+            "warm; reference)", "curves.fetch_plot.total.warm.median",
+            "curves.fetch_plot.total.warm.median"),
+    ]  # fmt: skip
+
+
 CONC = 8
 
 
@@ -507,7 +554,7 @@ def caveats(results: dict[str, dict[str, Result]], quick: bool) -> list[str]:
     if kinds:
         notes.append(f"Our errors under 8 concurrent processes: {json.dumps(kinds)}")
     notes += track_notes(results.get("track", {})) + models_notes(results.get("models", {}))
-    notes += serve_notes(results.get("serve", {}))
+    notes += serve_notes(results.get("serve", {})) + panels_notes(results.get("panels", {}))
     for bench, per_lib in results.items():
         for lib, result in per_lib.items():
             if "error" in result:
@@ -663,6 +710,71 @@ def serve_notes(per_lib: dict[str, Result]) -> list[str]:
                     f"(code {entry['exited_during_load']})."
                 )
     return notes  # fmt: skip
+
+
+def panels_notes(per_lib: dict[str, Result]) -> list[str]:
+    """What each side of the panel rows measures, and how the stores were filled."""
+    if not per_lib:
+        return []
+    ours, theirs = per_lib.get("mltrack") or {}, per_lib.get("mlflow") or {}
+    size = get(ours, "sizes") or get(theirs, "sizes") or {}
+    runs, steps = size.get("curve_runs"), size.get("steps")
+    notes = [
+        "Panels: MLflow has no notebook panels, so its column is the same job done by hand the "
+        "way an MLflow user does it in a notebook. Runs table: ours is the wall time of "
+        "`RunsTable(experiment_names=[...], client=client, background=False)` (query, the first "
+        "page of 50 rows set in its DataGrid, controls built; Python side, no browser); MLflow's "
+        "is `MlflowClient.search_runs([exp_id], max_results=50, order_by=['attributes.start_time "
+        "DESC'])` turned into one dict of cells per row (status, name, start time, duration, "
+        "params, metrics) — the data of one table page, with nothing drawn. Its "
+        "`mlflow.search_runs` DataFrame of every run is given for reference (ours: see the "
+        "search rows). Runs: 2 params, 2 metrics and a tag each (the search benchmark's data).",
+        f"Comparison: {runs} runs x {_size(steps)} steps of `loss`. Ours: `RunComparison(run_ids, "
+        "client=client, background=False)`; `build_seconds` covers picking the metric, "
+        "`Client.get_metric_series` (histories cut to about 1000 points per run by min/max "
+        "buckets inside SQLite) and drawing the curves PNG; the constructor also fills the "
+        "params/metrics grids and draws the scatter, parallel-coordinates and other tabs. "
+        "MLflow: `get_metric_history(run_id, 'loss')` for every run (every point) and one "
+        "matplotlib line per run on an Agg `Figure` + `FigureCanvasAgg`, `print_png` to bytes. "
+        "The same fetch + plot code also runs on ours. Each part runs in a fresh process: cold "
+        "= its first call, warm = median of up to 7 more (a cold call over 20 s is repeated "
+        "once only). matplotlib (both sides) and our widget modules are imported before "
+        f"timing (ours: RunsTable {fmt(get(ours, 'table.import_s'), 's')}, RunComparison "
+        f"{fmt(get(ours, 'curves.import_s'), 's')}; matplotlib "
+        f"{fmt(get(theirs, 'curves.matplotlib_import_s'), 's')}).",
+    ]
+    if get(theirs, "curves.fetch_plot.total.warm.n") == 1:
+        notes.append(
+            "MLflow's warm fetch + plot figures are a single call (its cold call took "
+            f"{fmt(get(theirs, 'curves.fetch_plot.total.cold_s'), 's')})."
+        )
+    populate = []
+    for lib, result in (("ours", ours), ("MLflow", theirs)):
+        pop = get(result, "populate") or {}
+        if not pop:
+            continue
+        text = (
+            f"{lib}: table {pop.get('table_method')} ({pop.get('table_populate_s', 0):.1f} s); "
+            f"curves {pop.get('curve_method')} ({pop.get('curve_populate_s', 0):.1f} s"
+        )
+        if lib == "MLflow" and pop.get("curve_api_first_run_s"):
+            text += (
+                f"; its log_batch took {pop['curve_api_first_run_s']:.1f} s for one curve, "
+                f"~{pop['curve_api_estimate_s']:.0f} s for all"
+            )
+        populate.append(text + ")")
+    if populate:
+        notes.append(
+            "Populating the panel stores (one store per library, two experiments): "
+            + "; ".join(populate)
+            + ". Bulk-inserted rows are read back through MLflow's own client as a check."
+        )
+    for lib, result in (("ours", ours), ("MLflow", theirs)):
+        for phase in ("table", "curves"):
+            error = get(result, f"{phase}.error")
+            if error:
+                notes.append(f"panels / {lib} / {phase} failed: {error}")
+    return notes
 
 
 def machine() -> str:
