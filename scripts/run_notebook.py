@@ -24,7 +24,15 @@ def execute(path: Path, env_store: str | None) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=4)
     if env_store:
         os.environ["MLTRACK_TRACKING_URI"] = env_store
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    # no widget state in the saved notebooks: the panels' state is large and changes every run
+    nb.metadata.pop("widgets", None)
+    client = NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        store_widget_state=False,
+    )
     client.execute()
     return nb
 

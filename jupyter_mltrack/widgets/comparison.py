@@ -557,7 +557,8 @@ class RunComparison(Panel):
             cells.append(
                 w.HTML(
                     f"<code>{html.escape(name)}</code>",
-                    layout=w.Layout(grid_column=f"1 / span {count}"),
+                    # grid_area, not grid_column: ipywidgets clears grid-column when grid-area is unset
+                    layout=w.Layout(grid_area=f"auto / 1 / auto / span {count}"),
                 )
             )
             for run_id in self.run_ids:
