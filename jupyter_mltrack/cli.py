@@ -13,6 +13,7 @@ import click
 from jupyter_mltrack.entities import ViewType
 from jupyter_mltrack.exceptions import MlflowException
 from jupyter_mltrack.serving.cli import models
+from jupyter_mltrack.tracking_server.cli import server
 
 _VIEWS = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY, "all": ViewType.ALL}
 
@@ -254,6 +255,7 @@ def gc(ctx: click.Context, older_than: str | None, yes: bool) -> None:
 
 
 main.add_command(models)
+main.add_command(server)
 
 if __name__ == "__main__":
     main()

@@ -388,3 +388,104 @@ class MetricSeries:
     values: list[float]
     total_points: int | None
     downsampled: bool = False
+
+
+# -- logged models (MLflow 3) -----------------------------------------------------------------
+class LoggedModelStatus:
+    """A logged model's state: PENDING while its files upload, then READY or FAILED."""
+
+    UNSPECIFIED = "UNSPECIFIED"
+    PENDING = "PENDING"
+    READY = "READY"
+    FAILED = "FAILED"
+    ALL = (PENDING, READY, FAILED)
+    _PROTO = {"LOGGED_MODEL_PENDING": PENDING, "LOGGED_MODEL_READY": READY}
+    _PROTO["LOGGED_MODEL_UPLOAD_FAILED"] = FAILED
+
+    @classmethod
+    def from_string(cls, status: object) -> str:
+        """``READY``, ``ready``, ``LOGGED_MODEL_READY`` or an enum with a name -> ``READY``."""
+        from jupyter_mltrack.exceptions import InvalidParameterValue
+
+        text = str(getattr(status, "name", status) or "").upper()
+        text = cls._PROTO.get(text, text)
+        if text not in cls.ALL:
+            raise InvalidParameterValue(
+                f"Invalid logged model status {status!r}; use one of {', '.join(cls.ALL)}."
+            )
+        return text
+
+    @classmethod
+    def to_proto_name(cls, status: str) -> str:
+        """MLflow's wire name: ``READY`` -> ``LOGGED_MODEL_READY``."""
+        for proto, name in cls._PROTO.items():
+            if name == status:
+                return proto
+        return "LOGGED_MODEL_STATUS_UNSPECIFIED"
+
+
+class LoggedModelTag(Param):
+    """A tag of a logged model."""
+
+
+class LoggedModelParameter(Param):
+    """A parameter of a logged model."""
+
+
+class LoggedModelMetric(Metric):
+    """A metric logged against a logged model: also the run and the dataset it came from."""
+
+    __slots__ = ("dataset_digest", "dataset_name", "model_id", "run_id")
+
+    def __init__(
+        self,
+        key: str,
+        value: float,
+        timestamp: int,
+        step: int,
+        model_id: str | None = None,
+        run_id: str | None = None,
+        dataset_name: str | None = None,
+        dataset_digest: str | None = None,
+        **_: Any,
+    ) -> None:
+        super().__init__(key, value, timestamp, step)
+        self.model_id = model_id
+        self.run_id = run_id
+        self.dataset_name = dataset_name
+        self.dataset_digest = dataset_digest
+
+    def _fields(self) -> tuple[str, ...]:
+        return Metric.__slots__ + self.__slots__
+
+
+@dataclass
+class LoggedModelOutput:
+    """A logged model a run produced (MLflow's ``run.outputs.model_outputs`` item)."""
+
+    model_id: str
+    step: int = 0
+
+
+@dataclass
+class LoggedModel:
+    """A model logged by MLflow 3's ``log_model``: a first-class entity with its own id."""
+
+    experiment_id: str
+    model_id: str
+    name: str
+    artifact_location: str
+    creation_timestamp: int
+    last_updated_timestamp: int
+    model_type: str | None = None
+    source_run_id: str | None = None
+    status: str = LoggedModelStatus.PENDING
+    status_message: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: list[Metric] = field(default_factory=list)
+    lifecycle_stage: str = "active"
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_id}"

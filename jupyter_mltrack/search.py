@@ -209,6 +209,37 @@ MODEL_VERSIONS = EntitySpec(
 )
 
 
+_LOGGED_MODEL_LINK = (("model_id", "model_id"),)
+
+LOGGED_MODELS = EntitySpec(
+    name="logged model",
+    table=schema.logged_models,
+    attributes={
+        "model_id": Attribute("model_id", _STR),
+        "name": Attribute("name", _STR),
+        "model_type": Attribute("model_type", _STR),
+        "status": Attribute("status", _STR),
+        "source_run_id": Attribute("source_run_id", _STR),
+        "artifact_location": Attribute("artifact_location", _STR),
+        "creation_timestamp": Attribute("creation_timestamp", _NUM),
+        "creation_time": Attribute("creation_timestamp", _NUM),
+        "last_updated_timestamp": Attribute("last_updated_timestamp", _NUM),
+    },
+    children={
+        "params": KeyValues(schema.logged_model_params, _LOGGED_MODEL_LINK, _STR),
+        "tags": KeyValues(schema.logged_model_tags, _LOGGED_MODEL_LINK, _STR),
+    },
+    prefixes={
+        **dict.fromkeys(("attributes", "attribute", "attr"), "attributes"),
+        **dict.fromkeys(("params", "param", "parameters", "parameter"), "params"),
+        **dict.fromkeys(("tags", "tag"), "tags"),
+    },
+    unique="model_id",
+    bare_attributes=True,
+    default_order=("creation_timestamp DESC",),  # MLflow's: newest first
+)
+
+
 # -- tokens --------------------------------------------------------------------------------
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _KEY = re.compile(r"[\w\-./:]+")
@@ -669,6 +700,24 @@ def compile_model_versions_search(
     """One query for a page of model versions (``name``, ``version``, ``run_id``, ``current_stage``,
     ``tags.``...); by default ordered by name, newest version first."""
     return _compile(MODEL_VERSIONS, [], filter_string, order_by, max_results, offset)
+
+
+def compile_logged_models_search(
+    experiment_ids: Sequence[int],
+    filter_string: str | None,
+    stages: Sequence[str],
+    order_by: Sequence[str] | None,
+    max_results: int,
+    offset: int,
+) -> sa.Select[Any]:
+    """One query for a page of logged models (``name``, ``status``, ``source_run_id``,
+    ``model_type``, timestamps, ``params.``, ``tags.``); newest first by default."""
+    models = schema.logged_models
+    where = [
+        models.c.experiment_id.in_(_ids(experiment_ids)),
+        models.c.lifecycle_stage.in_(stages),
+    ]
+    return _compile(LOGGED_MODELS, where, filter_string, order_by, max_results, offset)
 
 
 # -- page tokens ---------------------------------------------------------------------------

@@ -4,6 +4,11 @@ set -euo pipefail
 need=()
 ls -d /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v git >/dev/null 2>&1 || need+=(git)
+[ -x /usr/bin/chromium ] || need+=(chromium)  # the browser tests (Playwright drives it; no download)
+# The S3 artifact tests: OpenStack Swift with its s3api middleware (scripts/swift_s3.sh)
+if ! command -v swift-proxy-server >/dev/null 2>&1 || ! command -v memcached >/dev/null 2>&1; then
+  need+=(swift swift-proxy swift-account swift-container swift-object memcached)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   echo "Installing system packages: ${need[*]}"

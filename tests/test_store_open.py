@@ -270,12 +270,12 @@ def test_mlflow_file_store_folder_is_refused(tmp_path):
 def test_unsupported_scheme_is_a_clear_error(tmp_path):
     import jupyter_mltrack as mlflow
 
-    mlflow.set_tracking_uri("http://localhost:5000")
+    mlflow.set_tracking_uri("ftp://localhost/runs")
     with pytest.raises(MlflowException) as info:
         mlflow.start_run()
     assert info.value.error_code == "INVALID_PARAMETER_VALUE"
-    assert "http" in str(info.value)
-    assert "not supported" in str(info.value)
+    assert "'ftp'" in str(info.value)
+    assert "Unsupported tracking URI" in str(info.value)
 
 
 # -- tracking URI precedence -------------------------------------------------------------------------
@@ -320,7 +320,7 @@ def test_mlflow_sqlite_uri_is_honoured(tmp_path, monkeypatch):
 def test_unsupported_mlflow_tracking_uri_is_ignored_with_one_warning(tmp_path, monkeypatch):
     import jupyter_mltrack as mlflow
 
-    remote = f"http://tracking-{uuid.uuid4().hex[:8]}.example:5000"
+    remote = f"ftp://tracking-{uuid.uuid4().hex[:8]}.example/runs"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", remote)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -334,6 +334,18 @@ def test_unsupported_mlflow_tracking_uri_is_ignored_with_one_warning(tmp_path, m
     assert "ignored" in str(ours[0].message)
     assert "MLTRACK_TRACKING_URI" in str(ours[0].message)
     assert (Path.cwd() / "mltrack" / "mltrack.db").exists()
+
+
+def test_mlflow_tracking_uri_naming_a_server_is_honoured(monkeypatch):
+    import jupyter_mltrack as mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://tracking.example.com")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert mlflow.get_tracking_uri() == "https://tracking.example.com"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "databricks")
+    with pytest.raises(MlflowException, match="MLFLOW_TRACKING_TOKEN"):
+        mlflow.start_run()
 
 
 def test_sqlite_url(tmp_path, monkeypatch):

@@ -78,7 +78,7 @@ def log_model(
         local = os.path.join(tmp, "model")
         save(path=local, mlflow_model=model, **save_kwargs)
         run = client.get_run(run_id)
-        _replace_existing(run, artifact_path)
+        _replace_existing(client, run, artifact_path)
         client.log_artifacts(run_id, local, artifact_path)
     _record_history(client, run, model)
     model_uri = f"runs:/{run_id}/{artifact_path}"
@@ -88,19 +88,23 @@ def log_model(
     return ModelInfo(model, model_uri, version)
 
 
-def _replace_existing(run: Any, artifact_path: str) -> None:
+def _replace_existing(client: Any, run: Any, artifact_path: str) -> None:
     """Logging a model where the run already has one replaces it (MLflow overwrites too), without
     leaving files of the old one behind."""
     from jupyter_mltrack.store.artifacts import get_artifact_repository
 
-    target = get_artifact_repository(run.info.artifact_uri or "").local_path(artifact_path)
-    if os.path.isfile(os.path.join(target, MLMODEL_FILE)):
+    repo = get_artifact_repository(run.info.artifact_uri or "", client.tracking_uri)
+    if repo.is_local:
+        replaced = os.path.isfile(os.path.join(repo.local_path(artifact_path), MLMODEL_FILE))
+    else:
+        replaced = repo.exists(f"{artifact_path}/{MLMODEL_FILE}")
+    if replaced:
         warnings.warn(
             f"Run {run.info.run_id} already had a model at {artifact_path!r}; it is replaced.",
             UserWarning,
             stacklevel=4,
         )
-        shutil.rmtree(target)
+        repo.delete_artifacts(artifact_path)
 
 
 def _record_history(client: Any, run: Any, model: Model) -> None:

@@ -1,11 +1,19 @@
 """Model URIs: ``runs:/<run_id>/<path>``, ``models:/<name>/<version|stage|latest>``,
-``models:/<name>@<alias>``, ``file://`` URIs and plain paths -> a local model directory."""
+``models:/<name>@<alias>``, ``models:/<model_id>`` (MLflow 3 logged models), ``file://`` URIs
+and plain paths -> a local model directory.
+
+Models in a local store are used in place; models on S3 or behind a tracking server's artifact
+proxy are downloaded once per process into a temporary folder.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+import tempfile
+import threading
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from jupyter_mltrack.exceptions import InvalidParameterValue, ResourceDoesNotExist
@@ -13,6 +21,10 @@ from jupyter_mltrack.exceptions import InvalidParameterValue, ResourceDoesNotExi
 _RUNS = re.compile(r"^runs:/(?P<run_id>[^/]+)/?(?P<path>.*)$")
 _MODELS_ALIAS = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/]+)/?$")
 _MODELS = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<ref>[^/]+)/?$")
+_MODEL_ID = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]{32})/?$")
+
+_downloads: dict[str, str] = {}  # remote model URI -> local copy, for this process
+_downloads_lock = threading.Lock()
 
 
 @dataclass
@@ -21,6 +33,7 @@ class ResolvedModel:
 
     local_path: str
     run_id: str | None = None
+    source: str | None = None  # where the model lives (a URI), for registration
     name: str | None = None
     version: int | None = None
     stage: str | None = None
@@ -45,8 +58,13 @@ def resolve_model_uri(model_uri: str, client: object | None = None) -> ResolvedM
     client = client or Client()
     if uri.startswith("runs:/"):
         run_id, path = parse_runs_uri(uri)
-        local = _run_artifact_path(client, run_id, path)
-        return ResolvedModel(local, run_id=run_id)
+        local, source = _run_artifact_path(client, run_id, path)
+        return ResolvedModel(local, run_id=run_id, source=source)
+    id_match = _MODEL_ID.match(uri)
+    if id_match:
+        model = client.get_logged_model(id_match.group("model_id"))  # type: ignore[attr-defined]
+        local = fetch_artifacts(model.artifact_location, _tracking_uri(client))
+        return ResolvedModel(local, run_id=model.source_run_id, source=model.artifact_location)
     if uri.startswith("models:/"):
         return _resolve_registered(client, uri)
     parsed = urlparse(uri)
@@ -61,18 +79,69 @@ def resolve_model_uri(model_uri: str, client: object | None = None) -> ResolvedM
     return ResolvedModel(os.path.abspath(uri))
 
 
-def _run_artifact_path(client: object, run_id: str, path: str) -> str:
+def _tracking_uri(client: object) -> str | None:
+    return getattr(client, "tracking_uri", None)
+
+
+def fetch_artifacts(artifact_uri: str, tracking_uri: str | None = None) -> str:
+    """A local folder (or file) holding what ``artifact_uri`` names: the path itself for a local
+    store, else a download (made once per process and reused)."""
     from jupyter_mltrack.store.artifacts import get_artifact_repository
 
-    run = client.get_run(run_id)  # type: ignore[attr-defined]
-    repo = get_artifact_repository(run.info.artifact_uri or "")
-    local = repo.local_path(path)
-    if not os.path.exists(local):
-        existing = ", ".join(a.path for a in repo.list_artifacts()) or "none"
-        raise ResourceDoesNotExist(
-            f"Run {run_id} has no artifact {path!r} (its artifacts: {existing})."
+    repo = get_artifact_repository(artifact_uri, tracking_uri)
+    if repo.is_local:
+        local = repo.local_path("")
+        if not os.path.exists(local):
+            raise ResourceDoesNotExist(f"No model at {artifact_uri}: it does not exist.")
+        return local
+    with _downloads_lock:
+        cached = _downloads.get(artifact_uri)
+        if cached and os.path.exists(cached):
+            return cached
+        local = repo.download_artifacts("", tempfile.mkdtemp(prefix="mltrack-model-"))
+        _downloads[artifact_uri] = local
+        return local
+
+
+def _run_artifact_path(client: Any, run_id: str, path: str) -> tuple[str, str]:
+    """(local path, artifact URI) of ``path`` in a run's artifacts.
+
+    A model that MLflow 3 logged for the run lives under its own logged-model location, not
+    in the run's artifacts; ``runs:/<run_id>/<name>`` then finds it by name and source run.
+    """
+    from jupyter_mltrack.store.artifacts import get_artifact_repository, path_to_uri
+
+    run = client.get_run(run_id)
+    base = (run.info.artifact_uri or "").rstrip("/")
+    repo = get_artifact_repository(base, _tracking_uri(client))
+    if repo.is_local:
+        local = repo.local_path(path)
+        if os.path.exists(local):
+            return local, path_to_uri(local)
+    elif path and repo.exists(path):
+        source = f"{base}/{path}"
+        return fetch_artifacts(source, _tracking_uri(client)), source
+    logged = _logged_model_of_run(client, run, path)
+    if logged is not None:
+        return fetch_artifacts(logged, _tracking_uri(client)), logged
+    existing = ", ".join(a.path for a in repo.list_artifacts()) or "none"
+    raise ResourceDoesNotExist(
+        f"Run {run_id} has no artifact {path!r} (its artifacts: {existing})."
+    )
+
+
+def _logged_model_of_run(client: Any, run: Any, name: str) -> str | None:
+    if not name or "/" in name or not hasattr(client, "search_logged_models"):
+        return None
+    try:
+        found = client.search_logged_models(
+            [run.info.experiment_id],
+            filter_string=f"name = '{name}' AND source_run_id = '{run.info.run_id}'",
+            max_results=1,
         )
-    return local
+    except Exception:  # a store without logged models: nothing to find there
+        return None
+    return found[0].artifact_location if found else None
 
 
 def _resolve_registered(client: object, uri: str) -> ResolvedModel:
@@ -101,18 +170,32 @@ def _resolve_registered(client: object, uri: str) -> ResolvedModel:
 def _from_version(
     client: object, mv: object, stage: str | None = None, alias: str | None = None
 ) -> ResolvedModel:
-    from jupyter_mltrack.store.artifacts import uri_to_path
-
-    local = uri_to_path(mv.source)  # type: ignore[attr-defined]
-    if not os.path.exists(local):
+    source: str = mv.source or ""  # type: ignore[attr-defined]
+    try:
+        local = _source_path(client, source)
+    except ResourceDoesNotExist:
         raise ResourceDoesNotExist(
-            f"Model version {mv.name} v{mv.version} points at {mv.source}, which no longer exists."  # type: ignore[attr-defined]
-        )
+            f"Model version {mv.name} v{mv.version} points at {source}, which no longer exists."  # type: ignore[attr-defined]
+        ) from None
     return ResolvedModel(
         local,
         run_id=mv.run_id,  # type: ignore[attr-defined]
+        source=source,
         name=mv.name,  # type: ignore[attr-defined]
         version=int(mv.version),  # type: ignore[attr-defined]
         stage=stage,
         alias=alias,
     )
+
+
+def _source_path(client: Any, source: str) -> str:
+    """A model version's source (a path, file://, s3://, mlflow-artifacts:, runs:/ or
+    models:/<model_id>) -> a local folder."""
+    if source.startswith("runs:/"):
+        run_id, path = parse_runs_uri(source)
+        return _run_artifact_path(client, run_id, path)[0]
+    id_match = _MODEL_ID.match(source)
+    if id_match:
+        model = client.get_logged_model(id_match.group("model_id"))
+        return fetch_artifacts(model.artifact_location, _tracking_uri(client))
+    return fetch_artifacts(source, _tracking_uri(client))

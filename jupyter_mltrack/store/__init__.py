@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlparse
 
 from jupyter_mltrack.exceptions import InvalidParameterValue, StoreError
 from jupyter_mltrack.store.base import Store
+from jupyter_mltrack.store.rest.hosted import hosted_uri_error
 
 STORE_FOLDER_NAME = "mltrack"
 DB_FILE_NAME = "mltrack.db"
@@ -61,6 +62,9 @@ def _scheme(uri: str) -> str:
 
 def get_store(uri: str) -> Store:
     """The (shared) store for a tracking URI."""
+    hosted = hosted_uri_error(uri)  # before canonical_uri makes "databricks" a folder path
+    if hosted is not None:
+        raise hosted
     key = canonical_uri(uri)
     store = _stores.get(key)
     if store is not None:
@@ -78,13 +82,8 @@ def _open(uri: str) -> Store:
     factory = _factories.get(scheme)
     if factory is None:
         known = ", ".join(sorted(s or "<folder path>" for s in _factories))
-        hint = (
-            " Talking to a remote tracking server over HTTP is not supported yet."
-            if scheme in ("http", "https")
-            else ""
-        )
         raise InvalidParameterValue(
-            f"Unsupported tracking URI {uri!r} (scheme {scheme!r}). Supported: {known}.{hint}"
+            f"Unsupported tracking URI {uri!r} (scheme {scheme!r}). Supported: {known}."
         )
     return factory(uri)
 
@@ -170,7 +169,15 @@ def _open_server_db(uri: str) -> Store:
     return SqlStore(uri, root)
 
 
+def _open_server(uri: str) -> Store:
+    from jupyter_mltrack.store.rest.store import RestStore
+
+    return RestStore(uri)
+
+
 register_store("", _open_folder)
 register_store("file", _open_folder)
 register_store("sqlite", _open_sqlite_url)
 register_store("postgresql", _open_server_db)
+register_store("http", _open_server)
+register_store("https", _open_server)

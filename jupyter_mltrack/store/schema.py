@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 
 # Bump together with a new migration in migrations/versions/.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 VERSION_TABLE = "mltrack_schema_version"
 
 metadata = MetaData()
@@ -229,4 +229,83 @@ registry_audit = Table(
     Column("comment", Text),
     Column("details", Text),  # JSON: validation results
     Index("ix_registry_audit_model", "model_id", "id"),
+)
+
+
+# -- logged models (revision 0003): MLflow 3's models with their own id ---------------------
+logged_models = Table(
+    "logged_models",
+    metadata,
+    Column("model_id", String(40), primary_key=True),
+    Column(
+        "experiment_id",
+        Integer,
+        ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(500), nullable=False),
+    Column("artifact_location", String(2000), nullable=False),
+    Column("creation_timestamp", BigInteger, nullable=False),
+    Column("last_updated_timestamp", BigInteger, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("status_message", Text),
+    Column("model_type", String(500)),
+    Column("source_run_id", String(32)),
+    Column("lifecycle_stage", String(20), nullable=False),
+    Index("ix_logged_models_experiment_created", "experiment_id", "creation_timestamp"),
+    Index("ix_logged_models_source_run", "source_run_id"),
+)
+
+
+def _logged_model_fk() -> Column:  # type: ignore[type-arg]
+    return Column(
+        "model_id",
+        String(40),
+        ForeignKey("logged_models.model_id", ondelete="CASCADE"),
+        nullable=False,
+    )
+
+
+logged_model_tags = Table(
+    "logged_model_tags",
+    metadata,
+    _logged_model_fk(),
+    Column("key", String(250), nullable=False),
+    Column("value", Text),
+    PrimaryKeyConstraint("model_id", "key"),
+)
+
+logged_model_params = Table(
+    "logged_model_params",
+    metadata,
+    _logged_model_fk(),
+    Column("key", String(250), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("model_id", "key"),
+)
+
+# Metrics logged against a model (``log_metric(..., model_id=...)``), optionally per dataset.
+logged_model_metrics = Table(
+    "logged_model_metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _logged_model_fk(),
+    Column("key", String(250), nullable=False),
+    Column("value", Float),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("run_id", String(32)),
+    Column("dataset_name", String(500)),
+    Column("dataset_digest", String(36)),
+    Index("ix_logged_model_metrics_model_key", "model_id", "key"),
+)
+
+# A run's outputs: the logged models it produced (``run.outputs.model_outputs``).
+run_model_outputs = Table(
+    "run_model_outputs",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    _logged_model_fk(),
+    Column("step", BigInteger, nullable=False),
+    PrimaryKeyConstraint("run_id", "model_id", "step"),
 )

@@ -86,6 +86,7 @@ class SqlStore(Store):
             self.engine.dispose()
             raise StoreError(f"Cannot open the store {self.describe()}: {err.orig}") from None
         self._registry: Any = None
+        self._logged_models: Any = None
         # experiment key -> artifact location, for experiments known to be active here
         self._active_experiments: dict[int, str] = {}
         # run_uuid -> runs.id for runs known to be writable (not deleted) in this process
@@ -103,6 +104,15 @@ class SqlStore(Store):
 
             self._registry = SqlRegistry(self)
         return self._registry
+
+    @property
+    def logged_models(self) -> Any:
+        """MLflow 3's logged models kept in the same database (``SqlLoggedModels``)."""
+        if self._logged_models is None:
+            from jupyter_mltrack.store.logged_models import SqlLoggedModels
+
+            self._logged_models = SqlLoggedModels(self)
+        return self._logged_models
 
     def describe(self) -> str:
         """The database URL without its password."""

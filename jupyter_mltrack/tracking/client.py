@@ -26,10 +26,11 @@ from jupyter_mltrack.entities import (
 )
 from jupyter_mltrack.exceptions import InvalidParameterValue
 from jupyter_mltrack.store import get_store
-from jupyter_mltrack.store.artifacts import LocalArtifactRepository, get_artifact_repository
+from jupyter_mltrack.store.artifacts import ArtifactRepository, get_artifact_repository
 from jupyter_mltrack.store.base import Store
 from jupyter_mltrack.tracking import config
 from jupyter_mltrack.tracking.context import PARENT_RUN_TAG, USER_TAG, git_dirty_tag
+from jupyter_mltrack.tracking.logged_models_client import LoggedModelMethods
 from jupyter_mltrack.tracking.registry_client import RegistryMethods
 from jupyter_mltrack.tracking.writer import MetricWriter, writer_for
 
@@ -38,7 +39,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class Client(RegistryMethods):
+class Client(RegistryMethods, LoggedModelMethods):
     """Tracking client over one store; every read sees this process's earlier writes."""
 
     def __init__(self, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
@@ -275,13 +276,13 @@ class Client(RegistryMethods):
         return self.store.get_metric_series(list(run_ids), key, max_points, x_axis)
 
     # -- artifacts ----------------------------------------------------------------------------
-    def _repo(self, run_id: str, for_write: bool = False) -> LocalArtifactRepository:
+    def _repo(self, run_id: str, for_write: bool = False) -> ArtifactRepository:
         if for_write:
             self.store.writable_run_key(run_id)
         uri = self._artifact_uris.get(run_id)
         if uri is None:  # a run's artifact location never changes: look it up once
             uri = self._artifact_uris[run_id] = self.store.get_run(run_id).info.artifact_uri or ""
-        return get_artifact_repository(uri)
+        return get_artifact_repository(uri, self._tracking_uri)
 
     def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
         """Copy a local file (or folder) into the run's artifacts."""

@@ -16,7 +16,19 @@ _notebook: str | None = None
 _registry: str | None = None
 _warned: set[str] = set()
 
-SUPPORTED_SCHEMES = ("", "file", "sqlite", "postgresql")
+# http(s): a tracking server; databricks / azureml: honoured so that opening them explains what
+# they need (see store/rest/hosted.py) instead of silently falling back to the local store
+SUPPORTED_SCHEMES = (
+    "",
+    "file",
+    "sqlite",
+    "postgresql",
+    "http",
+    "https",
+    "databricks",
+    "databricks-uc",
+    "azureml",
+)
 
 
 def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:

@@ -506,5 +506,8 @@ def register_model(
     except ResourceAlreadyExists:
         pass
     return client.create_model_version(
-        name, path_to_uri(resolved.local_path), run_id=resolved.run_id, tags=tags
+        name,
+        resolved.source or path_to_uri(resolved.local_path),
+        run_id=resolved.run_id,
+        tags=tags,
     )

@@ -1,0 +1,1 @@
+"""Talking MLflow's REST protocol: the JSON mapping (``protocol``) and the HTTP client store."""
