@@ -74,6 +74,11 @@ def test_experiment_tags_and_rename(client):
     client.set_experiment_tag(exp_id, "owner", "bob")
     client.set_experiment_tag(exp_id, "project", "x")
     assert client.get_experiment(exp_id).tags == {"owner": "bob", "project": "x"}
+    client.delete_experiment_tag(exp_id, "project")
+    assert client.get_experiment(exp_id).tags == {"owner": "bob"}
+    with pytest.raises(MlflowException) as err:
+        client.delete_experiment_tag(exp_id, "project")
+    _error(err, "RESOURCE_DOES_NOT_EXIST", "project")
 
     client.rename_experiment(exp_id, "after")
     assert client.get_experiment(exp_id).name == "after"

@@ -243,6 +243,13 @@ def test_experiment_routes(server: Server) -> None:
     )["experiments"]
     assert [e["experiment_id"] for e in found] == [exp_id]
     assert {"key": "k", "value": "v"} in found[0]["tags"]
+    server.call("POST", f"{API}/experiments/delete-experiment-tag", experiment_id=exp_id, key="k")
+    gone = server.call("GET", f"{API}/experiments/get", experiment_id=exp_id)["experiment"]
+    assert "k" not in {t["key"] for t in gone.get("tags", [])}
+    missing = server.call(
+        "POST", f"{API}/experiments/delete-experiment-tag", 404, experiment_id=exp_id, key="k"
+    )
+    assert missing["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     # GET form of search, with order_by repeated in the query string
     got = server.http.get(
         f"{API}/experiments/search",

@@ -435,6 +435,18 @@ class SqlStore(Store):
                 )
             )
 
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        exp_key = _experiment_key(experiment_id)
+        with self._write() as conn:
+            self._require_experiment(conn, exp_key, experiment_id, active=True)
+            deleted = conn.execute(
+                delete(experiment_tags).where(
+                    experiment_tags.c.experiment_id == exp_key, experiment_tags.c.key == key
+                )
+            ).rowcount
+        if not deleted:
+            raise ResourceDoesNotExist(f"No tag with name {key!r} in experiment {experiment_id}.")
+
     def _require_experiment(
         self, conn: Connection, key: int, experiment_id: str, active: bool
     ) -> Any:

@@ -99,6 +99,10 @@ class Client(RegistryMethods, LoggedModelMethods):
     def set_experiment_tag(self, experiment_id: str, key: str, value: Any) -> None:
         self.store.set_experiment_tag(experiment_id, key, value)
 
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        """Remove tag ``key`` from an experiment (ResourceDoesNotExist when it has none)."""
+        self.store.delete_experiment_tag(experiment_id, key)
+
     # -- runs ---------------------------------------------------------------------------------
     def create_run(
         self,

@@ -81,14 +81,7 @@ def set_experiment_tag(ctx: ServerContext, p: Params) -> dict[str, Any]:
 
 
 def delete_experiment_tag(ctx: ServerContext, p: Params) -> dict[str, Any]:
-    remove = getattr(ctx.client, "delete_experiment_tag", None)
-    if remove is None:
-        raise MlflowException(
-            "Deleting an experiment tag is not supported by this server yet; set it to an "
-            "empty value instead.",
-            error_code="NOT_IMPLEMENTED",
-        )
-    remove(p.required("experiment_id"), p.required("key"))
+    ctx.client.delete_experiment_tag(p.required("experiment_id"), p.required("key"))
     return {}
 
 

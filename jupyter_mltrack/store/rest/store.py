@@ -167,6 +167,9 @@ class RestStore(Store):
         }
         self._call("set_experiment_tag", body)
 
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        self._call("delete_experiment_tag", {"experiment_id": str(experiment_id), "key": key})
+
     # -- runs ---------------------------------------------------------------------------------
     def _key_for(self, run_id: str) -> int:
         key = self._writable.get(run_id)
