@@ -14,6 +14,7 @@ from jupyter_mltrack.entities import ViewType
 from jupyter_mltrack.exceptions import MlflowException
 from jupyter_mltrack.serving.cli import models
 from jupyter_mltrack.tracking_server.cli import server
+from jupyter_mltrack.transfer.cli import export_cmd, import_cmd
 
 _VIEWS = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY, "all": ViewType.ALL}
 
@@ -256,6 +257,8 @@ def gc(ctx: click.Context, older_than: str | None, yes: bool) -> None:
 
 main.add_command(models)
 main.add_command(server)
+main.add_command(import_cmd)
+main.add_command(export_cmd)
 
 if __name__ == "__main__":
     main()
