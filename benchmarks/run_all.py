@@ -46,7 +46,11 @@ BENCHMARKS = {
     "models": "bench_models.py",
     "serve": "bench_serve.py",
     "panels": "bench_panels.py",
+    "server": "bench_server.py",
 }
+# Workloads that measure both sides in one process (under our venv; it starts MLflow's side from
+# its own venv) and return {"mltrack": {...}, "mlflow": {...}, shared keys...}.
+PAIRED = {"server"}
 TIMEOUT_S = 1800
 
 Result = dict[str, Any]
@@ -171,7 +175,7 @@ def ratio_at_least(k: float) -> Callable[[Any, Any], bool | None]:
 
 def rows() -> list[Row]:
     """The table, in order. Ratios say how many times better ours is (>1: ours wins)."""
-    return core_rows() + track_rows() + models_rows() + serve_rows() + panels_rows()
+    return core_rows() + track_rows() + models_rows() + serve_rows() + panels_rows() + server_rows()
 
 
 def core_rows() -> list[Row]:
@@ -414,12 +418,78 @@ def panels_rows() -> list[Row]:
     ]  # fmt: skip
 
 
+def server_rows() -> list[Row]:
+    """``mltrack server`` vs ``mlflow server`` on PostgreSQL, driven by both clients (issue 8)."""
+
+    def runs(o: Result | None, t: Result | None) -> str:
+        return f"{get(o or t, 'sizes.runs') or 200}"
+
+    def search_n(o: Result | None, t: Result | None) -> str:
+        return _size(get(o or t, "sizes.search_runs") or 10_000)
+
+    def mb(o: Result | None, t: Result | None) -> str:
+        return f"{get(o or t, 'sizes.artifact_mb') or 50} MB"
+
+    out: list[Row] = []
+    for key, who in (("mlflow_client", "mlflow client"), ("our_client", "our client")):
+        real = key == "mlflow_client"
+        out += [
+            Row("server", lambda o, t, who=who: f"{who}: per-run logging, start_run + 5 params + "
+                f"3 metrics + 1 tag + end (mean of {runs(o, t)})", f"{key}.logging.mean",
+                f"{key}.logging.mean", target="≥5x", check=ratio_at_least(5)),
+            Row("server", f"{who}: per-run logging (median)", f"{key}.logging.median",
+                f"{key}.logging.median", target="≥5x", check=ratio_at_least(5)),
+            Row("server", f"{who}: metric throughput, log_batch of 1000 points per call "
+                "(synchronous)", f"{key}.batch.points_per_s", f"{key}.batch.points_per_s",
+                unit="/s"),
+            Row("server", lambda o, t, who=who: f"{who}: search_runs top 10 of {search_n(o, t)}, "
+                "filter + order_by (warm median)", f"{key}.search.warm.median",
+                f"{key}.search.warm.median", target="≥5x", check=ratio_at_least(5)),
+            Row("server", f"{who}: search_runs, first call (cold)", f"{key}.search.cold_s",
+                f"{key}.search.cold_s"),
+            Row("server", lambda o, t, who=who: f"{who}: log_artifact of {mb(o, t)} through the "
+                "server's proxy (median)", f"{key}.artifacts.upload.median",
+                f"{key}.artifacts.upload.median"),
+            Row("server", lambda o, t, who=who: f"{who}: download_artifacts of {mb(o, t)} "
+                "(median)", f"{key}.artifacts.download.median",
+                f"{key}.artifacts.download.median"),
+        ] if real else [
+            Row("server", lambda o, t, who=who: f"{who}: per-run logging, same code (mean of "
+                f"{runs(o, t)})", f"{key}.logging.mean", f"{key}.logging.mean",
+                target="≥5x", check=ratio_at_least(5)),
+            Row("server", f"{who}: per-run logging (median)", f"{key}.logging.median",
+                f"{key}.logging.median", target="≥5x", check=ratio_at_least(5)),
+            Row("server", f"{who}: metric throughput, log_batch (synchronous)",
+                f"{key}.batch.points_per_s", f"{key}.batch.points_per_s", unit="/s"),
+            Row("server", lambda o, t, who=who: f"{who}: search_runs top 10 of {search_n(o, t)} "
+                "(warm median)", f"{key}.search.warm.median", f"{key}.search.warm.median",
+                target="≥5x", check=ratio_at_least(5)),
+            Row("server", lambda o, t, who=who: f"{who}: log_artifact of {mb(o, t)} (median)",
+                f"{key}.artifacts.upload.median", f"{key}.artifacts.upload.median"),
+            Row("server", lambda o, t, who=who: f"{who}: download_artifacts of {mb(o, t)} "
+                "(median)", f"{key}.artifacts.download.median",
+                f"{key}.artifacts.download.median"),
+        ]  # fmt: skip
+    out += [
+        Row("server", "server startup, Popen to first 200 on /health (reference)", "startup_s",
+            "startup_s"),
+        Row("server", "server memory, VmRSS of the process tree after both clients (reference)",
+            "rss_mb", "rss_mb", unit="MB"),
+        Row("server", lambda o, t: "populating the search data, per run (ours: our Client on "
+            "PostgreSQL directly; MLflow: bulk SQL)", "populate.per_run_s",
+            "populate.per_run_s", ratio=False),
+    ]  # fmt: skip
+    return out
+
+
 CONC = 8
 
 
-def run_workload(bench: str, lib: str, python: Path, quick: bool) -> Result:
+def run_workload(
+    bench: str, lib: str, python: Path, quick: bool, extra: tuple[str, ...] = ()
+) -> Result:
     """Run one workload under one interpreter; its result, or {"error": ...}."""
-    cmd = [str(python), str(BENCH_DIR / BENCHMARKS[bench]), "--lib", lib]
+    cmd = [str(python), str(BENCH_DIR / BENCHMARKS[bench]), "--lib", lib, *extra]
     cmd += ["--quick"] if quick else []
     log = LOG_DIR / f"{bench}-{lib}.log"
     print(f"[{bench}] {lib}: {shlex.join(cmd)}", file=sys.stderr, flush=True)
@@ -555,9 +625,12 @@ def caveats(results: dict[str, dict[str, Result]], quick: bool) -> list[str]:
         notes.append(f"Our errors under 8 concurrent processes: {json.dumps(kinds)}")
     notes += track_notes(results.get("track", {})) + models_notes(results.get("models", {}))
     notes += serve_notes(results.get("serve", {})) + panels_notes(results.get("panels", {}))
+    notes += server_notes(results.get("server", {}))
     for bench, per_lib in results.items():
         for lib, result in per_lib.items():
-            if "error" in result:
+            if "error" in result and "command" not in result:  # a side of a PAIRED run
+                notes.append(f"{bench} / {lib} failed: {result['error']}")
+            elif "error" in result:
                 notes.append(
                     f"{bench} / {lib} failed ({result['error']}): `{result['command']}`; "
                     f"log in benchmarks/.work/logs/{bench}-{lib}.log"
@@ -712,6 +785,90 @@ def serve_notes(per_lib: dict[str, Result]) -> list[str]:
     return notes  # fmt: skip
 
 
+def run_paired(bench: str, libs: list[str], pythons: dict[str, Path], quick: bool) -> dict:
+    """A ``PAIRED`` workload: one process under our venv; its result split per side."""
+    lib = "both" if len(libs) == 2 else libs[0]
+    extra = ("--mlflow-python", str(pythons["mlflow"]))
+    result = run_workload(bench, lib, pythons["mltrack"], quick, extra)
+    if "error" in result:
+        return {side: result for side in libs}
+    shared = {k: v for k, v in result.items() if k not in ("mltrack", "mlflow")}
+    return {side: {**shared, **(result.get(side) or {"error": "not measured"})} for side in libs}
+
+
+def server_notes(per_lib: dict[str, Result]) -> list[str]:
+    """What drives each server row, and anything that went wrong."""
+    if not per_lib:
+        return []
+    ours, theirs = per_lib.get("mltrack") or {}, per_lib.get("mlflow") or {}
+    any_side = ours or theirs
+    size = get(any_side, "sizes") or {}
+    notes = [
+        "Team server: the ours column is `mltrack server`, MLflow's is `mlflow server` "
+        f"({get(any_side, 'workers')} workers each, `--artifacts-destination` a local folder, "
+        "artifacts proxied), both running at once on one throwaway PostgreSQL server "
+        "(`scripts/pg_throwaway.sh`, fsync off), one database each (ours through psycopg 3, "
+        "MLflow's through psycopg2-binary). The same client process drives both servers, "
+        "alternating between them call by call (interleaved rounds), once with the real "
+        f"`mlflow` client ({get(any_side, 'mlflow_client_version') or '?'}, MLflow's venv) and "
+        "once with ours (same code: `import jupyter_mltrack as mlflow`). A server idles while "
+        "the other is being measured.",
+        f"Logging: {size.get('runs', '?')} runs per server after {size.get('run_warmup', '?')} "
+        "warm-up runs, each `with start_run(experiment_id=...)`: `log_params` (5), "
+        "`log_metrics` (3), `set_tag`, end of run (fluent API; each client batches as it "
+        "does by default: ours queues the writes of a run it created and sends them with the "
+        "end of the run, MLflow's sends each call). Every run is read back (5 params, 3 "
+        "metrics, the tag, FINISHED). Throughput: `MlflowClient.log_batch(run_id, "
+        f"metrics=[1000 points], synchronous=True)`, {size.get('batch_calls', '?')} timed "
+        "calls per server; points/s = timed points / time in those calls; the history is "
+        "counted afterwards.",
+        f"Search: {_size(size.get('search_runs'))} runs (2 params, 2 metrics, a tag each: the "
+        "search benchmark's data) in an experiment created through each server; ours filled by "
+        "our Client pointed at its PostgreSQL database directly, MLflow's by bulk SQL into its "
+        "own schema (its REST API would take far too long); both databases ANALYZEd. "
+        f"`search_runs([exp], \"{get(any_side, 'search_filter')}\", order_by=['metrics.f1 DESC'], "
+        f"max_results=10)`: first call (cold), then the median of {size.get('searches', '?')}; "
+        "every answer is checked against the expected top 10.",
+        f"Artifacts: a {size.get('artifact_mb', '?')} MB random file, `log_artifact` to a new "
+        "run then `download_artifacts` to a fresh folder (size and SHA-256 checked), "
+        f"repetitions per server: {size.get('artifact_reps', '?')}. Memory: VmRSS summed over the "
+        "server's process tree (MLflow: its CLI, uvicorn workers and job-runner processes) "
+        "after both clients; startup: Popen to the first 200 on /health, one server at a time.",
+        f"Noise: {os.cpu_count()} cores shared by PostgreSQL, both servers, the client and "
+        "whatever else runs on the machine; the figures move by tens of percent between runs.",
+    ]
+    for side, result in (("ours", ours), ("MLflow", theirs)):
+        idle, procs = get(result, "memory_idle.rss_bytes"), get(result, "memory.processes")
+        pss = get(result, "memory.pss_bytes")
+        if idle and pss:
+            notes.append(
+                f"server / {side}: {procs} processes, VmRSS {idle / 2**20:,.0f} MB idle after "
+                f"startup, PSS {pss / 2**20:,.0f} MB after the load."
+            )
+        for key, who in (("mlflow_client", "mlflow client"), ("our_client", "our client")):
+            part = get(result, key) or {}
+            if "error" in part:
+                notes.append(f"server / {side} / {who}: error, {part['error']}")
+                continue
+            for name, entry in part.items():
+                if isinstance(entry, dict) and "error" in entry:
+                    notes.append(f"server / {side} / {who} / {name}: {entry['error']}")
+            wrong = get(part, "search.wrong_answers")
+            if wrong:
+                notes.append(f"server / {side} / {who}: {wrong} wrong search answers.")
+            stored, want = get(part, "batch.stored"), get(part, "batch.expected")
+            if stored is not None and stored != want:
+                notes.append(f"server / {side} / {who}: {stored} points stored, {want} sent.")
+            complete, total = get(part, "logging.complete"), get(part, "logging.runs_stored")
+            if complete is not None and complete != total:
+                notes.append(f"server / {side} / {who}: {total - complete} incomplete runs.")
+            if get(part, "artifacts.corrupted"):
+                notes.append(f"server / {side} / {who}: an artifact came back different.")
+        if "exited" in result:
+            notes.append(f"server / {side}: exited during the benchmark ({result['exited']}).")
+    return notes
+
+
 def panels_notes(per_lib: dict[str, Result]) -> list[str]:
     """What each side of the panel rows measures, and how the stores were filled."""
     if not per_lib:
@@ -817,7 +974,8 @@ def report(results: dict[str, dict[str, Result]], meta: dict[str, Any], output: 
         [
             "# Benchmarks: jupyter_mltrack vs MLflow",
             "",
-            f"jupyter-mltrack {ver['mltrack']} vs MLflow {ver['mlflow']} (SQLite backend), "
+            f"jupyter-mltrack {ver['mltrack']} vs MLflow {ver['mlflow']} (SQLite backend"
+            f"{'; server rows: PostgreSQL' if 'server' in results else ''}), "
             f"measured side by side in one run on {meta['started'][:10]} "
             f"({meta['total_s'] / 60:.1f} min), {meta['machine']}, "
             f"Python {', '.join(pythons) or '?'}.",
@@ -869,6 +1027,9 @@ def main() -> None:
     t0 = time.perf_counter()
     results: dict[str, dict[str, Result]] = {}
     for bench in benches:
+        if bench in PAIRED:
+            results[bench] = run_paired(bench, libs, pythons, args.quick)
+            continue
         results[bench] = {lib: run_workload(bench, lib, pythons[lib], args.quick) for lib in libs}
     meta = {
         "started": started.isoformat(),
