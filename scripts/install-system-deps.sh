@@ -4,6 +4,7 @@ set -euo pipefail
 need=()
 ls -d /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v git >/dev/null 2>&1 || need+=(git)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)  # a self-signed certificate in the TLS tests
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the browser tests (Playwright drives it; no download)
 # The S3 artifact tests: OpenStack Swift with its s3api middleware (scripts/swift_s3.sh)
 if ! command -v swift-proxy-server >/dev/null 2>&1 || ! command -v memcached >/dev/null 2>&1; then

@@ -19,7 +19,12 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     """Every test runs in its own working directory with a clean tracking state."""
     from jupyter_mltrack.tracking.fluent import reset_state
 
-    for var in ("MLTRACK_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
+    for var in (
+        "MLTRACK_TRACKING_URI",
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_EXPERIMENT_NAME",
+        "MLFLOW_EXPERIMENT_ID",
+    ):
         monkeypatch.delenv(var, raising=False)
     work = tmp_path / "work"
     work.mkdir()
@@ -78,6 +83,24 @@ def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "store")
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(scope="session")
+def mlflow_python() -> Path:
+    """The venv with the pinned MLflow release the compatibility tests drive (created once by
+    benchmarks/setup_mlflow_venv.sh and cached in benchmarks/.venv-mlflow)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        ["bash", str(root / "benchmarks" / "setup_mlflow_venv.sh")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"Could not set up the MLflow venv: {done.stderr[-2000:]}")
+    return root / "benchmarks" / ".venv-mlflow" / "bin" / "python"
 
 
 @pytest.fixture

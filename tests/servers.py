@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.test_rest_client import (
-    MLFLOW_BIN,
     _free_port,
     _start_mlflow,
     _stop,
@@ -22,10 +21,8 @@ from tests.test_server_routes import Server, start_server
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory, mlflow_python: object) -> Iterator[str]:
     """URL of a real ``mlflow server`` (MLflow from benchmarks/.venv-mlflow) on a free port."""
-    if not MLFLOW_BIN.exists():
-        pytest.skip("MLflow is not installed: run benchmarks/setup_mlflow_venv.sh")
     root = tmp_path_factory.mktemp("mlflow-server")
     port = _free_port()
     proc = _start_mlflow(root, port)

@@ -22,7 +22,6 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-MLFLOW_PYTHON = ROOT / "benchmarks" / ".venv-mlflow" / "bin" / "python"
 API = "/api/2.0/mlflow-artifacts/artifacts"
 
 
@@ -293,11 +292,10 @@ print("OK", info.model_id, run.info.run_id, len(outputs))
 """
 
 
-@pytest.mark.skipif(not MLFLOW_PYTHON.exists(), reason="benchmarks/.venv-mlflow is not set up")
-def test_real_mlflow_client_log_model_and_load_model(server, tmp_path):
+def test_real_mlflow_client_log_model_and_load_model(server, tmp_path, mlflow_python):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "MLTRACK_"))}
     done = subprocess.run(
-        [str(MLFLOW_PYTHON), "-c", MLFLOW_SNIPPET, server.url],
+        [str(mlflow_python), "-c", MLFLOW_SNIPPET, server.url],
         capture_output=True,
         text=True,
         env=env,

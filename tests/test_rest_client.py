@@ -104,10 +104,8 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory, mlflow_python: Path) -> Iterator[str]:
     """URL of a real ``mlflow server`` (MLflow from benchmarks/.venv-mlflow) on a free port."""
-    if not MLFLOW_BIN.exists():
-        pytest.skip("MLflow is not installed: run benchmarks/setup_mlflow_venv.sh")
     root = tmp_path_factory.mktemp("mlflow-server")
     port = _free_port()
     proc = _start_mlflow(root, port)
@@ -415,14 +413,12 @@ def test_artifacts_round_trip(remote: MlflowClient, tmp_path: Path) -> None:
 
 
 def test_server_killed_and_restarted_mid_load_loses_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_python: Path
 ) -> None:
     """SIGKILL the server while the writer streams log-batch calls, start it again on the same
     port and database: the client waits through the outage and every point lands once."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0.5")  # retry more often, as long
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "12")
-    if not MLFLOW_BIN.exists():
-        pytest.skip("MLflow is not installed: run benchmarks/setup_mlflow_venv.sh")
     root, port = tmp_path / "server", _free_port()
     url = f"http://127.0.0.1:{port}"
     procs = [_start_mlflow(root, port)]
@@ -654,7 +650,7 @@ def test_credentials_in_the_url_stay_out_of_messages() -> None:
 def https_server(tmp_path: Path) -> Iterator[str]:
     """A real HTTPS server with a self-signed certificate that answers runs/get."""
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
+        pytest.fail("openssl is missing: run scripts/install-system-deps.sh (scripts/test.sh does)")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
         [

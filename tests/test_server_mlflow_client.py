@@ -19,21 +19,6 @@ import pytest
 from test_server_routes import TOKEN, Server, server_env, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
-MLFLOW_PY = ROOT / "benchmarks" / ".venv-mlflow" / "bin" / "python"
-
-
-@pytest.fixture(scope="session")
-def mlflow_python() -> Path:
-    """The venv with the pinned MLflow release (created once, cached by the script)."""
-    done = subprocess.run(
-        ["bash", str(ROOT / "benchmarks" / "setup_mlflow_venv.sh")],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"Could not set up the MLflow venv: {done.stderr[-2000:]}")
-    return MLFLOW_PY
 
 
 @pytest.fixture(scope="module")
@@ -328,11 +313,6 @@ print(json.dumps({
 def test_log_model_and_load_through_the_server(
     mlflow_python: Path, server: Server, tmp_path: Path
 ) -> None:
-    import importlib.util
-
-    for module in ("routes_artifacts", "routes_logged_models"):
-        if importlib.util.find_spec(f"jupyter_mltrack.tracking_server.{module}") is None:
-            pytest.skip(f"jupyter_mltrack.tracking_server.{module} is not installed yet")
     out = run_mlflow(mlflow_python, server, LOG_MODEL, tmp_path)
     assert out["pred"] == [0, 1, 0, 1] and out["pred_alias"] == [0, 1, 0, 1]
     assert out["text"] == "hello"

@@ -78,7 +78,7 @@ class SqlStore(Store):
         self.engine = make_engine(db_url)
         self.dialect = self.engine.dialect.name
         try:
-            ensure_schema(self.engine)
+            self._ensure_schema()
         except StoreError:
             self.engine.dispose()
             raise
@@ -95,6 +95,20 @@ class SqlStore(Store):
         self._ensure_default_experiment()
         if self.dialect == "sqlite":
             self._refresh_statistics()
+
+    def _ensure_schema(self, attempts: int = 8) -> None:
+        """Create or upgrade the schema; on SQLite, retry the rare immediate "database is
+        locked" of two processes opening one fresh file at once (switching a new file to WAL
+        can fail without waiting for the busy timeout)."""
+        for attempt in range(attempts):
+            try:
+                ensure_schema(self.engine)
+                return
+            except exc.OperationalError as err:
+                locked = self.dialect == "sqlite" and "locked" in str(err.orig)
+                if not locked or attempt == attempts - 1:
+                    raise
+                time.sleep(min(1.0, 0.05 * 2**attempt))
 
     @property
     def registry(self) -> Any:
