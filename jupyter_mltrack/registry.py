@@ -167,3 +167,88 @@ def _explain(details: dict[str, Any]) -> str:
             f"{details['metric']} = {details['value']:.4g} {sign} threshold {details['threshold']}"
         )
     return "the validation returned False"
+
+
+def promote_on_logged_metric(
+    client: Any,
+    name: str,
+    version: str | int,
+    stage: str | None,
+    alias: str | None,
+    gate: Any,
+    archive_existing_versions: bool,
+    comment: str | None,
+) -> tuple[ModelVersion, dict[str, Any] | None]:
+    """Promote like ``promote``, gated by the metric the version's source run logged.
+
+    ``gate`` is ``{"metric", "threshold", "greater_is_better"}`` as plain data (what travels
+    over HTTP), or None for no gate. Returns the promoted version and the gate's outcome; a
+    refusal changes nothing, is recorded in the audit trail and raises ``PromotionRefused``.
+    """
+    if gate is None:
+        mv = promote(client, name, version, stage, alias, None, archive_existing_versions, comment)
+        return mv, None
+    if stage is not None and alias is not None:
+        raise InvalidParameterValue("promote takes stage or alias, not both.")
+    target_stage = Stage.canonical(stage or Stage.PRODUCTION) if alias is None else None
+    mv = client.get_model_version(name, version)
+    details = logged_metric_gate(client, mv, gate)
+    registry = client.registry
+    target = alias if alias is not None else target_stage
+    recorded = {"validation": details}
+    if not details["passed"]:
+        registry.record(name, mv.version, "promote_refused", target, comment, recorded)
+        raise PromotionRefused(
+            f"Promotion of {name} version {mv.version} to {target} refused: "
+            f"{details['reason']}. Nothing was changed.",
+            details,
+        )
+    if alias is None:
+        keep = archive_existing_versions and target_stage in (Stage.STAGING, Stage.PRODUCTION)
+        mv = registry.transition_model_version_stage(
+            name, mv.version, target_stage, keep, comment, action="promote", details=recorded
+        )
+    else:
+        registry.set_registered_model_alias(
+            name, alias, mv.version, comment, action="promote", details=recorded
+        )
+        mv = client.get_model_version(name, mv.version)
+    return mv, details
+
+
+def logged_metric_gate(client: Any, mv: ModelVersion, gate: Any) -> dict[str, Any]:
+    """The gate's outcome: the source run's logged ``metric`` against ``threshold``."""
+    from jupyter_mltrack.store.rest import protocol
+
+    if not isinstance(gate, Mapping) or not {"metric", "threshold"} <= set(gate):
+        raise InvalidParameterValue(
+            "gate must be an object with 'metric' and 'threshold' (and optionally "
+            "'greater_is_better'), checked against the metric the version's run logged."
+        )
+    unknown = set(gate) - {"metric", "threshold", "greater_is_better"}
+    if unknown:
+        raise InvalidParameterValue(f"Unknown gate field(s): {', '.join(sorted(unknown))}.")
+    metric = str(gate["metric"])
+    threshold = protocol.to_float(gate["threshold"], "gate.threshold")
+    greater = gate.get("greater_is_better")
+    if greater is None:
+        greater = not any(word in metric.lower() for word in _LOWER_IS_BETTER)
+    greater = protocol.to_bool(greater, "gate.greater_is_better")
+    details: dict[str, Any] = {
+        "metric": metric,
+        "threshold": threshold,
+        "greater_is_better": greater,
+        "run_id": mv.run_id,
+    }
+    if not mv.run_id:
+        raise InvalidParameterValue(
+            f"{mv.name} version {mv.version} has no source run, so a metric gate has nothing "
+            "to check; promote it without a gate, or from Python with validate=."
+        )
+    value = client.get_run(mv.run_id).data.metrics.get(metric)
+    if value is None:
+        return {**details, "passed": False, "value": None, "reason": f"run never logged {metric!r}"}
+    passed = not math.isnan(value) and (value >= threshold if greater else value <= threshold)
+    sign = ">=" if greater else "<="
+    reason = f"{metric} = {value:.6g}, needs {sign} {threshold:g}"
+    return {**details, "passed": passed, "value": value, "reason": reason}

@@ -14,9 +14,41 @@ if [ ! -x .venv/bin/python ]; then
   fi
   "$PY" -m venv .venv
 fi
+
+# The JupyterLab extension (labextension/, TypeScript) is built before the install, so the
+# package's build hook finds it built and does not build it again in an isolated environment.
+# node_modules is kept between runs and reinstalled only when package-lock.json changed; the
+# bundle is rebuilt only when the extension's sources changed (hashes kept beside each).
+ext=labextension
+built=jupyter_mltrack/labextension
+lock_hash="$(sha256sum "$ext/package-lock.json" | cut -d' ' -f1)"
+src_hash="$(cat "$ext/package.json" "$ext/package-lock.json" "$ext/tsconfig.json" "$ext"/src/*.ts "$ext"/style/* | sha256sum | cut -d' ' -f1)"
+if command -v npm >/dev/null 2>&1 &&
+  [ "$(cat "$ext/node_modules/.mltrack-lock" 2>/dev/null)" != "$lock_hash" ]; then
+  (cd "$ext" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_hash" > "$ext/node_modules/.mltrack-lock"
+fi
+if [ ! -f "$built/package.json" ] || [ "$(cat "$ext/lib/.mltrack-src" 2>/dev/null)" != "$src_hash" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "npm is missing: run scripts/install-system-deps.sh to build $ext/" >&2
+    exit 1
+  fi
+  # jupyter-builder (Python, light) drives the bundler; JupyterLab depends on it anyway
+  [ -x .venv/bin/jupyter-builder ] || .venv/bin/python -m pip install -q "jupyter-builder>=1.2"
+  (cd "$ext" && PATH="$PWD/../.venv/bin:$PATH" npm run --silent build:prod >/dev/null)
+  echo "$src_hash" > "$ext/lib/.mltrack-src"
+fi
+
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)-$extras"
 if [ "$(cat .venv/.mltrack-installed 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q -e ".[$extras]"
   .venv/bin/python -c "import jupyter_mltrack" # fail loudly if the install did not work
   echo "$want" > .venv/.mltrack-installed
+fi
+# an editable install copies the extension into the venv once; a link keeps rebuilds live
+labext=.venv/share/jupyter/labextensions/jupyter-mltrack
+if [ ! -L "$labext" ]; then
+  mkdir -p "$(dirname "$labext")"
+  rm -rf "$labext"
+  ln -s "$PWD/$built" "$labext"
 fi

@@ -1,0 +1,206 @@
+/**
+ * One run in the main area: its attributes, params, metrics (each with a small chart), tags,
+ * the artifact tree with a preview (image, text, JSON) and the tracked cell's source.
+ */
+import { Widget } from '@lumino/widgets';
+
+import { ArtifactFile, MLTrackAPI, RunDetail, toApiError } from './api';
+import { lineChart } from './charts';
+import { errorBox, h, kvTable, setChildren } from './dom';
+import { formatBytes, formatDuration, formatNumber, formatTime, isSystemTag, runLabel } from './format';
+
+export interface RunDetailActions {
+  /** Put `source` into a new notebook cell. */
+  insertCell(source: string): void;
+}
+
+const TEXT_LIMIT = 200_000; // characters of a text artifact previewed
+const IMAGE = /\.(png|jpe?g|gif|svg|webp|bmp)$/i;
+const TEXTUAL = /\.(txt|log|md|csv|tsv|ya?ml|py|json|html?|xml|ini|cfg|toml|mlmodel|MLmodel)$|(^|\/)MLmodel$/i;
+
+export class RunDetailPanel extends Widget {
+  detail: RunDetail | null = null;
+  private _urls: string[] = [];
+  private _preview = h('div', { class: 'mltrack-preview' });
+
+  constructor(
+    readonly api: MLTrackAPI,
+    readonly runId: string,
+    private readonly _actions: RunDetailActions
+  ) {
+    super();
+    this.addClass('mltrack-run-detail');
+    this.addClass('mltrack-panel');
+    this.id = `mltrack-run-${runId}`;
+    this.title.label = `Run ${runId.slice(0, 8)}`;
+    this.title.closable = true;
+    this.node.tabIndex = 0;
+    void this.refresh();
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      this.detail = await this.api.run(this.runId);
+    } catch (err) {
+      setChildren(this.node, errorBox(toApiError(err).message));
+      return;
+    }
+    this._render(this.detail);
+  }
+
+  dispose(): void {
+    this._urls.forEach(url => URL.revokeObjectURL(url));
+    super.dispose();
+  }
+
+  private _render(detail: RunDetail): void {
+    const { info, data } = detail.run;
+    this.title.label = runLabel(detail.run);
+    this.title.caption = `${runLabel(detail.run)} (${info.run_id})`;
+    const userTags = data.tags.filter(t => !isSystemTag(t.key));
+    const systemTags = data.tags.filter(t => isSystemTag(t.key));
+    const metrics = h('tbody', {});
+    const keys = detail.metric_keys.length ? detail.metric_keys : data.metrics.map(m => m.key);
+    for (const key of keys) {
+      const latest = data.metrics.find(m => m.key === key);
+      const chart = h('td', { class: 'mltrack-spark-cell' });
+      metrics.appendChild(
+        h(
+          'tr',
+          { 'data-key': key },
+          h('th', {}, key),
+          h('td', { class: 'mltrack-num' }, formatNumber(latest?.value)),
+          h('td', { class: 'mltrack-step' }, latest?.step !== undefined ? `step ${latest.step}` : ''),
+          chart
+        )
+      );
+      void this._sparkline(key, chart, metrics.lastElementChild?.querySelector('.mltrack-step') ?? null);
+    }
+    const cell = detail.cell_source
+      ? h(
+          'section',
+          { class: 'mltrack-cell' },
+          h(
+            'h3',
+            {},
+            'Tracked cell ',
+            h(
+              'button',
+              {
+                class: 'jp-mod-styled mltrack-insert-cell',
+                onclick: () => this._actions.insertCell(detail.cell_source ?? '')
+              },
+              'Insert into a new cell'
+            )
+          ),
+          h('pre', { class: 'mltrack-source' }, detail.cell_source)
+        )
+      : null;
+    const tree = h('ul', { class: 'mltrack-artifacts' });
+    void this._listArtifacts('', tree);
+    setChildren(
+      this.node,
+      h('h2', {}, runLabel(detail.run), ' ', h('span', { class: `mltrack-status mltrack-status-${info.status.toLowerCase()}` }, info.status)),
+      kvTable([
+        ['Run id', info.run_id],
+        ['Experiment', info.experiment_id],
+        ['Started', formatTime(info.start_time)],
+        ['Duration', formatDuration(info.start_time, info.end_time)],
+        ['Artifacts', info.artifact_uri]
+      ]),
+      h('section', { class: 'mltrack-params' }, h('h3', {}, `Params (${data.params.length})`),
+        kvTable(data.params.map(p => [p.key, p.value] as [string, string]))),
+      h('section', { class: 'mltrack-metrics' }, h('h3', {}, `Metrics (${keys.length})`),
+        h('table', { class: 'mltrack-kv mltrack-metric-table' }, metrics)),
+      h('section', { class: 'mltrack-tags' }, h('h3', {}, `Tags (${userTags.length})`),
+        kvTable(userTags.map(t => [t.key, t.value] as [string, string])),
+        systemTags.length
+          ? h('details', {}, h('summary', {}, `System tags (${systemTags.length})`),
+              kvTable(systemTags.map(t => [t.key, t.value] as [string, string])))
+          : null),
+      h('section', { class: 'mltrack-artifact-section' }, h('h3', {}, 'Artifacts'),
+        h('div', { class: 'mltrack-artifact-split' }, tree, this._preview)),
+      cell
+    );
+  }
+
+  private async _sparkline(key: string, cell: HTMLElement, step: Element | null): Promise<void> {
+    try {
+      const series = await this.api.metric(this.runId, key, 200);
+      if (step && !step.textContent && series.x.length) {
+        step.textContent = `step ${series.x[series.x.length - 1]}`;
+      }
+      if (series.x.length > 1) {
+        cell.appendChild(lineChart([{ x: series.x, y: series.values, label: key }], 160, 28));
+      }
+    } catch {
+      // a sparkline is decoration: the value is already shown
+    }
+  }
+
+  private async _listArtifacts(path: string, into: HTMLElement): Promise<void> {
+    let files: ArtifactFile[];
+    try {
+      files = await this.api.artifacts(this.runId, path);
+    } catch (err) {
+      setChildren(into, h('li', {}, errorBox(toApiError(err).message)));
+      return;
+    }
+    if (!files.length && !path) {
+      setChildren(into, h('li', { class: 'mltrack-empty' }, 'No artifacts.'));
+      return;
+    }
+    const items = files.map(file => {
+      const name = file.path.split('/').pop() ?? file.path;
+      if (file.is_dir) {
+        const children = h('ul', {});
+        const details = h('details', { class: 'mltrack-artifact-dir' }, h('summary', {}, name + '/'), children);
+        let loaded = false;
+        details.addEventListener('toggle', () => {
+          if (details.open && !loaded) {
+            loaded = true;
+            void this._listArtifacts(file.path, children);
+          }
+        });
+        return h('li', { 'data-path': file.path }, details);
+      }
+      return h(
+        'li',
+        { 'data-path': file.path },
+        h('a', { href: '#', class: 'mltrack-artifact-file', onclick: (e: Event) => (e.preventDefault(), void this.preview(file.path)) }, name),
+        h('span', { class: 'mltrack-size' }, formatBytes(file.file_size))
+      );
+    });
+    setChildren(into, items);
+  }
+
+  /** Show one artifact file: an image, text, or indented JSON. */
+  async preview(path: string): Promise<void> {
+    setChildren(this._preview, h('div', { class: 'mltrack-preview-path' }, path), 'Loading…');
+    try {
+      const { blob, contentType } = await this.api.artifact(this.runId, path);
+      let body: Node;
+      if (contentType.startsWith('image/') || IMAGE.test(path)) {
+        const url = URL.createObjectURL(blob);
+        this._urls.push(url);
+        body = h('img', { src: url, alt: path, class: 'mltrack-preview-image' });
+      } else if (contentType.includes('json') || path.endsWith('.json') || contentType.startsWith('text/') || TEXTUAL.test(path)) {
+        let text = await blob.text();
+        if (contentType.includes('json') || path.endsWith('.json')) {
+          try {
+            text = JSON.stringify(JSON.parse(text), null, 2);
+          } catch {
+            // shown as it is
+          }
+        }
+        const cut = text.length > TEXT_LIMIT;
+        body = h('pre', { class: 'mltrack-preview-text' }, cut ? text.slice(0, TEXT_LIMIT) + '\n…' : text);
+      } else {
+        body = h('div', { class: 'mltrack-empty' }, `${contentType || 'binary'} file, ${formatBytes(blob.size)}: no preview.`);
+      }
+      setChildren(this._preview, h('div', { class: 'mltrack-preview-path' }, path), body);
+    } catch (err) {
+      setChildren(this._preview, errorBox(toApiError(err).message));
+    }
+  }
+}
