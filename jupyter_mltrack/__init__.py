@@ -59,6 +59,7 @@ _ELSEWHERE = {
     "MLTrackError": "jupyter_mltrack.exceptions",
     "autolog": "jupyter_mltrack.autolog",
     "serve": "jupyter_mltrack.serving",
+    "run": "jupyter_mltrack.projects",
 }
 _SUBMODULES = {
     "entities",
@@ -72,6 +73,7 @@ _SUBMODULES = {
     "sklearn",
     "pyfunc",
     "widgets",
+    "projects",
 }
 
 __all__ = [*_FLUENT, *_ELSEWHERE, *_SUBMODULES]

@@ -12,6 +12,8 @@ import click
 
 from jupyter_mltrack.entities import ViewType
 from jupyter_mltrack.exceptions import MlflowException
+from jupyter_mltrack.projects.cli import run_cmd
+from jupyter_mltrack.projects.reproduce_cli import reproduce_cmd
 from jupyter_mltrack.serving.cli import models
 from jupyter_mltrack.tracking_server.cli import server
 from jupyter_mltrack.transfer.cli import export_cmd, import_cmd
@@ -259,6 +261,8 @@ main.add_command(models)
 main.add_command(server)
 main.add_command(import_cmd)
 main.add_command(export_cmd)
+main.add_command(run_cmd)
+main.add_command(reproduce_cmd)
 
 if __name__ == "__main__":
     main()

@@ -123,9 +123,7 @@ def test_no_git_tags_outside_a_repository(tmp_path):
     assert not [k for k in tags if k.startswith("mlflow.source.git") or k == "mltrack.git.dirty"]
 
 
-def test_python_platform_user_and_packages(tmp_path):
-    import numpy
-
+def test_python_platform_and_user(tmp_path):
     import jupyter_mltrack as mlflow
 
     mlflow.set_tracking_uri(tmp_path / "store")
@@ -137,9 +135,7 @@ def test_python_platform_user_and_packages(tmp_path):
     assert tags["mlflow.user"] == getpass.getuser()
     assert run.info.user_id == getpass.getuser()
     assert tags["mlflow.source.type"] == "LOCAL"
-    packages = tags["mltrack.packages"].split(", ")
-    assert f"numpy={numpy.__version__}" in packages
-    assert f"jupyter_mltrack={mlflow.__version__}" in packages
+    assert json.loads(tags["mltrack.packages"])["jupyter-mltrack"] == mlflow.__version__
 
 
 def test_source_name_and_packages_imported_at_that_moment(tmp_path):
@@ -147,19 +143,24 @@ def test_source_name_and_packages_imported_at_that_moment(tmp_path):
     script.write_text(
         textwrap.dedent(
             f"""
+            import importlib
             import json
+            import sys
             import jupyter_mltrack as mlflow
 
             mlflow.set_tracking_uri({str(tmp_path / "store")!r})
             with mlflow.start_run() as before:
                 pass
             import numpy
+            from sklearn.linear_model import LinearRegression
+            importlib.import_module("yaml")  # loaded, but not by an import statement
             with mlflow.start_run() as after:
                 pass
             print(json.dumps({{
                 "before": mlflow.get_run(before.info.run_id).data.tags,
                 "after": mlflow.get_run(after.info.run_id).data.tags,
                 "numpy": numpy.__version__,
+                "loaded": sorted(m for m in ("scipy", "sqlalchemy", "yaml") if m in sys.modules),
             }}))
             """
         )
@@ -173,8 +174,20 @@ def test_source_name_and_packages_imported_at_that_moment(tmp_path):
     assert before["mlflow.source.name"] == str(script)
     assert before["mlflow.source.type"] == "LOCAL"
     assert before["mlflow.user"] == getpass.getuser()
-    assert "numpy=" not in before.get("mltrack.packages", "")
-    assert f"numpy={out['numpy']}" in after["mltrack.packages"].split(", ")
+    import sklearn
+
+    packages_before = json.loads(before["mltrack.packages"])
+    packages_after = json.loads(after["mltrack.packages"])
+    assert "numpy" not in packages_before  # not imported yet when that run started
+    assert packages_after["numpy"] == out["numpy"]
+    assert (
+        packages_after["scikit-learn"] == sklearn.__version__
+    )  # module sklearn, dist scikit-learn
+    assert packages_before["jupyter-mltrack"] == packages_after["jupyter-mltrack"]
+    # loaded by the packages (scipy by sklearn, SQLAlchemy by the store) or dynamically
+    # (yaml), never named in an import statement of the script: not listed
+    assert out["loaded"] == ["scipy", "sqlalchemy", "yaml"]
+    assert set(packages_after) == {"jupyter-mltrack", "numpy", "scikit-learn"}
 
 
 def test_user_given_tags_win_over_captured_ones(mlflow):

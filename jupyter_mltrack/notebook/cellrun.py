@@ -17,7 +17,7 @@ from IPython.core.error import UsageError
 
 from jupyter_mltrack.entities import Metric, Param, RunStatus, RunTag
 from jupyter_mltrack.exceptions import MlflowException
-from jupyter_mltrack.notebook import capture
+from jupyter_mltrack.notebook import capture, hidden_state
 from jupyter_mltrack.notebook.config import MLTrack
 from jupyter_mltrack.notebook.figures import FigureCapture
 from jupyter_mltrack.notebook.summary import RunSummary
@@ -64,6 +64,8 @@ class TrackedCell:
         self.shell, self.options, self.args = shell, options, args
         self.line, self.cell, self.cell_id = line, cell, cell_id
         self.notes: list[str] = []
+        self.hidden: hidden_state.HiddenState | None = None
+        self.transformed = cell
 
     # -- before the cell ----------------------------------------------------------------------
     def _prepare(self) -> tuple[Any, Any, dict[str, str]]:
@@ -85,7 +87,8 @@ class TrackedCell:
                 f"%%track cannot record this cell, so it was not run: {err.message}"
             ) from None
         active = fluent.active_run()
-        if active is not None and not args.nested:
+        exported = fluent.exported_run_id()  # run by a notebook project: cells are its children
+        if active is not None and not args.nested and active.info.run_id != exported:
             raise UsageError(
                 f"Run {active.info.run_name!r} ({active.info.run_id}) is still active (started "
                 "with mlflow.start_run() earlier?). End it with mlflow.end_run(), or use "
@@ -136,7 +139,7 @@ class TrackedCell:
     def run(self) -> None:
         client, experiment_id, user_tags = self._prepare()
         shell = self.shell
-        transformed = shell.transform_cell(self.cell)
+        transformed = self.transformed = shell.transform_cell(self.cell)
         cell_name = shell.compile.cache(transformed, shell.execution_count, raw_code=self.cell)
         try:
             code_ast = shell.transform_ast(shell.compile.ast_parse(transformed, filename=cell_name))
@@ -151,10 +154,15 @@ class TrackedCell:
         from jupyter_mltrack.tracking import fluent
 
         tags = {**self._context_tags(analysis), **user_tags}
+        self.hidden = hidden_state.check_cell(
+            shell, transformed, self.cell_id, _notebook_path(shell)
+        )
+        if self.hidden is not None:
+            tags = {**self.hidden.tags(MAX_TAG_VALUE_LENGTH), **tags}
         active = fluent.start_run(
             run_name=self.args.run_name,
             experiment_id=experiment_id,
-            nested=self.args.nested,
+            nested=self.args.nested or fluent.exported_run_id() is not None,
             tags=tags,
         )
         active.nests_children = True
@@ -209,7 +217,7 @@ class TrackedCell:
 
         run_id = active.info.run_id
         params, metrics = self._captured(analysis)
-        tags = [RunTag(DURATION_TAG, f"{duration:.3f}")]
+        tags = [RunTag(DURATION_TAG, f"{duration:.3f}"), self._packages_tag()]
         if error is not None:
             tags += [
                 RunTag(ERROR_TYPE_TAG, type(error).__name__),
@@ -258,6 +266,16 @@ class TrackedCell:
                 duration,
                 status,
             )
+
+    def _packages_tag(self) -> RunTag:
+        """``mltrack.packages`` again after the cell: it may have imported packages itself."""
+        from jupyter_mltrack.tracking import context
+
+        try:
+            context.note_imports(hidden_state.cell_names(self.transformed).imports)
+        except (SyntaxError, ValueError):
+            pass
+        return RunTag(context.PACKAGES_TAG, context.packages_tag())
 
     def _log_model(self, active: Any) -> None:
         """``--log-model VAR [--register NAME]``: log the model held in VAR into the cell's run."""
@@ -346,6 +364,7 @@ class TrackedCell:
                 n_figures=n_figures,
                 duration=duration,
                 notes=list(self.notes),
+                hidden_state=self.hidden.short() if self.hidden else [],
             )
         )
 

@@ -49,6 +49,11 @@ def _parser() -> _Parser:
     recall.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", dest="assignments"
     )
+    reproduce = sub.add_parser("reproduce", add_help=False)
+    reproduce.add_argument("run")
+    reproduce.add_argument("--tolerance", type=float, default=1e-6)
+    reproduce.add_argument("--env-manager", choices=("local", "virtualenv"), default="local")
+    reproduce.add_argument("--run-name")
     serve = sub.add_parser("serve", add_help=False)
     serve.add_argument("uri", nargs="?")
     serve.add_argument("--port", type=int)
@@ -63,7 +68,7 @@ def run_command(shell: Any, options: MLTrack, line: str) -> Any:
     args = _parser().parse_args(arg_split(line))
     if args.command is None:
         raise UsageError(
-            "Use %mltrack experiment|store|runs|show|compare|registry|recall|serve ... (see %mltrack?)"
+            "Use %mltrack experiment|store|runs|show|compare|registry|recall|serve|reproduce ... (see %mltrack?)"
         )
     handler = _HANDLERS[args.command]
     try:
@@ -331,6 +336,14 @@ def _serve(shell: Any, options: MLTrack, args: Any) -> Any:
     return serving.serve(args.uri, port=args.port, host=args.host, watch=args.watch)
 
 
+def _reproduce(shell: Any, options: MLTrack, args: Any) -> Any:
+    """``%mltrack reproduce RUN``: the run re-executed in a fresh kernel, compared side by side."""
+    from jupyter_mltrack.projects.reproduce import reproduce
+
+    run = resolve_run(_fluent()._client(), args.run)
+    return reproduce(run.info.run_id, args.tolerance, args.env_manager, args.run_name)
+
+
 _HANDLERS = {
     "experiment": _experiment,
     "store": _store,
@@ -340,4 +353,5 @@ _HANDLERS = {
     "registry": _registry,
     "recall": _recall,
     "serve": _serve,
+    "reproduce": _reproduce,
 }

@@ -66,6 +66,7 @@ class MLTrackMagics(Magics):
         %mltrack registry [NAME]           registered models and versions
         %mltrack recall RUN [--set k=v ...]        put a tracked cell back in the next cell
         %mltrack serve URI [--port P] [--watch] | --stop   serve a model from the kernel
+        %mltrack reproduce RUN [--tolerance T]     re-run a run and compare params and metrics
 
         In a notebook, runs / show / compare / registry open interactive panels
         (jupyter_mltrack.widgets); add --text for a plain table (what a terminal gets).

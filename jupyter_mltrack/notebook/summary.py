@@ -26,6 +26,14 @@ class RunSummary:
     n_figures: int
     duration: float
     notes: list[str] = field(default_factory=list)
+    hidden_state: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+
+    def _warning(self) -> str:
+        """``⚠ hidden state: x (later cell), df (deleted cell)``, or empty."""
+        if not self.hidden_state:
+            return ""
+        names = ", ".join(f"{name} ({reason})" for name, reason in self.hidden_state)
+        return f"⚠ hidden state: {names}"
 
     def _parts(self) -> tuple[str, str, str]:
         mark = _STATUS_MARK.get(self.status, "•")
@@ -44,6 +52,8 @@ class RunSummary:
             f"{mark} mltrack run '{self.run_name}' ({self.status.lower()}) in experiment "
             f"'{self.experiment}': {what}, {took} · open it: %mltrack show {self.run_id}"
         )
+        if self.hidden_state:
+            text += "\n  " + self._warning()
         if self.notes:
             text += "\n  notes: " + "; ".join(self.notes)
         return text
@@ -56,12 +66,19 @@ class RunSummary:
             if self.notes
             else ""
         )
+        warning = (
+            "<div class='mltrack-hidden-state' style='color:var(--jp-warn-color0,#b35900)' "
+            "title='Names read that a top-to-bottom run would not give this cell'>"
+            f"{esc(self._warning())}</div>"
+            if self.hidden_state
+            else ""
+        )
         return (
             "<div class='mltrack-summary' style='font-family:var(--jp-code-font-family,monospace);"
             "font-size:12px'>"
             f"{mark} mltrack run <b>{esc(self.run_name)}</b> ({esc(self.status.lower())}) in "
             f"experiment <b>{esc(self.experiment)}</b>: {esc(what)}, {took} · open it: "
-            f"<code>%mltrack show {esc(self.run_id)}</code>{notes}</div>"
+            f"<code>%mltrack show {esc(self.run_id)}</code>{warning}{notes}</div>"
         )
 
 

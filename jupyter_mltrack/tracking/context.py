@@ -1,21 +1,27 @@
-"""Run context captured at start: user, source, git commit, Python, platform, ML packages.
+"""Run context captured at start: user, source, git commit, Python, platform, packages.
 
 Everything is cached per process so a run pays microseconds: the git commit is read from
-``.git/HEAD`` (re-read only when its files change), the dirty flag is computed once in a
-background thread and attached when the run ends.
+``.git/HEAD`` (re-read only when its files change), the dirty flag is computed in a
+background thread, and the versions of the packages the run's code imported are looked up
+once per module (``mltrack.packages``, JSON ``{distribution: version}``).
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
+import json
 import os
 import platform
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from jupyter_mltrack.identity import current_user
+from jupyter_mltrack.validation import MAX_TAG_VALUE_LENGTH
 
 USER_TAG = "mlflow.user"
 SOURCE_NAME_TAG = "mlflow.source.name"
@@ -31,7 +37,7 @@ PYTHON_TAG = "mltrack.python"
 PLATFORM_TAG = "mltrack.platform"
 PACKAGES_TAG = "mltrack.packages"
 
-# ML packages whose versions are worth recording when they are already imported.
+# ML packages recorded when nothing says what the run's code imported (a REPL, python -c).
 _WATCHED_PACKAGES = (
     "numpy",
     "pandas",
@@ -55,7 +61,6 @@ _static: dict[str, str] | None = None
 _git_cache: dict[str, tuple[tuple[int, ...], dict[str, str]]] = {}
 _dirty: dict[str, str] = {}
 _dirty_threads: dict[str, threading.Thread] = {}
-_packages_cache: tuple[int, str] = (-1, "")
 _source_override: dict[str, str] = {}
 
 
@@ -202,20 +207,134 @@ def git_dirty_tag(start: str | None = None) -> dict[str, str]:
     return {GIT_DIRTY_TAG: value} if value else {}
 
 
-def package_versions() -> str:
-    """``name=version`` of the watched ML packages imported right now (cached on sys.modules)."""
-    global _packages_cache
-    size = len(sys.modules)
-    if _packages_cache[0] == size:
-        return _packages_cache[1]
-    found = []
-    for name in _WATCHED_PACKAGES:
-        module = sys.modules.get(name)
-        version = getattr(module, "__version__", None) if module else None
-        if version:
-            found.append(f"{name}={version}")
-    _packages_cache = (size, ", ".join(found))
-    return _packages_cache[1]
+# -- packages the run's code imported --------------------------------------------------------
+_code_imports: set[str] = set()  # top-level modules imported by executed notebook cells
+_main_imports_cache: dict[str, frozenset[str]] = {}
+_dists: dict[str, tuple[str, str] | None] = {}  # module -> (distribution, version)
+_index: dict[str, list[str]] | None = None  # importlib.metadata.packages_distributions()
+_index_misses: set[str] = set()
+_index_lock = threading.Lock()
+_packages_tag_cache: tuple[tuple[int, int], str] | None = None
+
+
+def note_imports(modules: Iterable[str]) -> None:
+    """The notebook layer reports the top-level modules each executed cell imports."""
+    _code_imports.update(modules)
+
+
+def _main_imports() -> frozenset[str]:
+    """Top-level modules imported by the ``__main__`` script (parsed once per process)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return frozenset()
+    cached = _main_imports_cache.get(path)
+    if cached is not None:
+        return cached
+    found: set[str] = set()
+    tree = None
+    if str(path).endswith(".py") and not _in_ipython():  # a kernel's __main__ is its launcher
+        try:
+            tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            pass
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    _main_imports_cache[path] = frozenset(found)
+    return _main_imports_cache[path]
+
+
+def _in_ipython() -> bool:
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    return get is not None and get() is not None
+
+
+def _installed(path: str | None) -> bool:
+    return bool(path) and ("site-packages" in path or "dist-packages" in path)  # type: ignore[operator]
+
+
+def _build_index(module: str | None = None) -> None:
+    """Build the module -> distributions map; again only for a module it does not know yet."""
+    global _index
+    with _index_lock:  # a prefetch in progress is waited for, not repeated
+        if _index is None or (
+            module is not None and module not in _index and module not in _index_misses
+        ):
+            _index = importlib.metadata.packages_distributions()
+            if module is not None and module not in _index:
+                _index_misses.add(module)
+
+
+def prefetch_package_index() -> None:
+    """Map modules to distributions in the background (about 0.5 s once per process)."""
+    if _index is None and not _index_lock.locked():
+        threading.Thread(target=_build_index, name="mltrack-packages", daemon=True).start()
+
+
+def _distribution_of(module: str) -> tuple[str, str] | None:
+    """(distribution name, version) providing top-level ``module``, None for local code."""
+    if module in _dists:
+        return _dists[module]
+    found = None
+    try:
+        dist = importlib.metadata.distribution(module)  # numpy, pandas, torch, ...
+        found = (dist.metadata["Name"] or module, dist.version)
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        loaded = sys.modules.get(module)
+        if _installed(getattr(loaded, "__file__", None)):  # sklearn -> scikit-learn, yaml...
+            _build_index(module)  # first use, or a package installed since: refresh
+            names = (_index or {}).get(module) or []
+            if names:
+                try:
+                    dist = importlib.metadata.distribution(names[0])
+                    found = (dist.metadata["Name"] or names[0], dist.version)
+                except importlib.metadata.PackageNotFoundError:
+                    found = None
+    _dists[module] = found
+    return found
+
+
+def imported_packages() -> dict[str, str]:
+    """``{distribution: version}`` of the installed packages the run's code has imported.
+
+    "Imported by the run's code": top-level modules named in the ``import`` statements of
+    the executed notebook cells (reported by the notebook layer) or of the ``__main__``
+    script, that are loaded now. Dependencies pulled in by those packages are not listed;
+    neither are standard-library modules, local modules, or packages imported dynamically
+    (``importlib.import_module``). With no such source (a REPL, ``python -c``), the known
+    ML packages that are loaded. ``jupyter-mltrack`` itself is always listed.
+    """
+    wanted = _code_imports | _main_imports()
+    if not wanted:
+        wanted = set(_WATCHED_PACKAGES)
+    modules = sys.modules
+    found: dict[str, str] = {}
+    for module in sorted(wanted | {"jupyter_mltrack"}):
+        if module not in modules or module in sys.stdlib_module_names:
+            continue
+        dist = _distribution_of(module)
+        if dist is not None:
+            found[dist[0]] = dist[1]
+    return found
+
+
+def packages_tag() -> str:
+    """``imported_packages()`` as the JSON of the ``mltrack.packages`` tag (cached)."""
+    global _packages_tag_cache
+    key = (len(sys.modules), len(_code_imports))  # a new import changes one of them
+    if _packages_tag_cache is not None and _packages_tag_cache[0] == key:
+        return _packages_tag_cache[1]
+    packages = imported_packages()
+    text = json.dumps(dict(sorted(packages.items())))
+    while len(text) > MAX_TAG_VALUE_LENGTH and packages:
+        packages.popitem()
+        text = json.dumps(dict(sorted(packages.items())))
+    _packages_tag_cache = (key, text)
+    return text
 
 
 def run_context_tags() -> dict[str, str]:
@@ -224,8 +343,6 @@ def run_context_tags() -> dict[str, str]:
     tags.update(_source_override)
     tags.update(git_tags())
     tags.update(git_dirty_tag())
-    packages = package_versions()
-    if packages:
-        tags[PACKAGES_TAG] = packages
+    tags[PACKAGES_TAG] = packages_tag()
     start_dirty_check()
     return tags

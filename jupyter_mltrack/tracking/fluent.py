@@ -188,6 +188,12 @@ def start_run(
 ) -> ActiveRun:
     """Start (or resume, with ``run_id``) a run and make it active; use it in ``with``."""
     stack = _state.stack
+    if run_id is None and parent_run_id is None and not stack:
+        exported = exported_run_id()
+        if exported and nested:
+            parent_run_id = exported
+        elif exported:
+            run_id = exported  # launched by `mltrack run` / a notebook project: log into its run
     if stack and not nested and stack[-1].nests_children:
         nested = True  # MLflow code pasted into a %%track cell opens a child of the cell's run
     if stack and not nested:
@@ -216,6 +222,13 @@ def start_run(
     active = ActiveRun(run, client)
     stack.append(active)
     return active
+
+
+def exported_run_id() -> str | None:
+    """The run a launcher (``mltrack run``, a notebook project) exported to this process in
+    ``MLTRACK_RUN_ID`` or ``MLFLOW_RUN_ID``: a top-level ``start_run()`` resumes it and a
+    ``%%track`` cell or ``start_run(nested=True)`` opens a child of it."""
+    return os.environ.get("MLTRACK_RUN_ID") or os.environ.get("MLFLOW_RUN_ID") or None
 
 
 def end_run(status: str = RunStatus.FINISHED) -> None:
