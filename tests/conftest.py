@@ -147,3 +147,13 @@ def ip(_shell, tmp_path: Path):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the browser tests last: Playwright's sync API keeps an asyncio loop on the main
+    thread for the rest of the session, and asyncio-based fixtures (pytest-jupyter's server,
+    anyio) cannot start their own loop after it."""
+    browser_dir = Path(__file__).parent / "browser"
+    in_browser = [item for item in items if browser_dir in Path(str(item.path)).parents]
+    if in_browser:
+        items[:] = [item for item in items if item not in in_browser] + in_browser
