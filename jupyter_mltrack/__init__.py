@@ -39,6 +39,7 @@ _FLUENT = [
     "set_tags",
     "delete_tag",
     "log_batch",
+    "log_input",
     "log_artifact",
     "log_artifacts",
     "log_text",
@@ -62,6 +63,7 @@ _ELSEWHERE = {
     "run": "jupyter_mltrack.projects",
 }
 _SUBMODULES = {
+    "data",
     "entities",
     "exceptions",
     "tracking",

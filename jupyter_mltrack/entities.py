@@ -83,7 +83,8 @@ class _Entity:
     __slots__ = ()
 
     def _fields(self) -> tuple[str, ...]:
-        return self.__slots__  # type: ignore[return-value]
+        # every class's slots: a subclass such as RunTag adds none but keeps Param's fields
+        return tuple(f for cls in type(self).__mro__ for f in getattr(cls, "__slots__", ()))
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._fields())
@@ -250,17 +251,69 @@ class RunData:
         return {"metrics": self.metrics, "params": self.params, "tags": self.tags}
 
 
-class RunInputs:
-    """Placeholder for dataset inputs (MLflow's ``run.inputs``); empty here."""
+class Dataset(_Entity):
+    """A logged dataset's metadata: MLflow's ``run.inputs.dataset_inputs[i].dataset``.
 
-    def __init__(self, dataset_inputs: list | None = None) -> None:
-        self.dataset_inputs = dataset_inputs or []
+    ``source``, ``schema`` and ``profile`` are JSON strings, as MLflow stores them; ``digest``
+    identifies the content among datasets of the same name.
+    """
+
+    __slots__ = ("digest", "name", "profile", "schema", "source", "source_type")
+
+    def __init__(
+        self,
+        name: str,
+        digest: str,
+        source_type: str,
+        source: str,
+        schema: str | None = None,
+        profile: str | None = None,
+    ) -> None:
+        self.name = name
+        self.digest = digest
+        self.source_type = source_type
+        self.source = source
+        self.schema = schema
+        self.profile = profile
+
+
+class InputTag(Param):
+    """A tag on a dataset input, e.g. ``mlflow.data.context`` = ``training``."""
+
+    __slots__ = ()
+
+
+class DatasetInput(_Entity):
+    """A dataset used by a run, with the input's tags (a list of ``InputTag``)."""
+
+    __slots__ = ("dataset", "tags")
+
+    def __init__(self, dataset: Dataset, tags: Iterable[InputTag] | None = None) -> None:
+        self.dataset = dataset
+        self.tags = list(tags or [])
+
+
+class RunInputs:
+    """A run's inputs (MLflow's ``run.inputs``): the datasets it was given."""
+
+    def __init__(self, dataset_inputs: Iterable[DatasetInput] | None = None) -> None:
+        self.dataset_inputs: list[DatasetInput] = list(dataset_inputs or [])
+
+    def __repr__(self) -> str:
+        return f"<RunInputs: dataset_inputs={self.dataset_inputs!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunInputs):
+            return NotImplemented
+        return self.dataset_inputs == other.dataset_inputs
 
 
 class Run:
     """A run: ``info`` (RunInfo) and ``data`` (RunData)."""
 
-    def __init__(self, run_info: RunInfo, run_data: RunData | None, run_inputs: Any = None):
+    def __init__(
+        self, run_info: RunInfo, run_data: RunData | None, run_inputs: RunInputs | None = None
+    ):
         self._info = run_info
         self._data = run_data or RunData()
         self._inputs = run_inputs or RunInputs()

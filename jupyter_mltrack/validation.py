@@ -221,3 +221,75 @@ def validate_alias(alias: object) -> str:
             "'latest' is reserved (models:/<name>/latest); pick another alias."
         )
     return alias
+
+
+# -- dataset inputs ---------------------------------------------------------------------------
+_DATASET_LIMITS = {"name": 500, "digest": 36, "source_type": 64}
+MAX_INPUT_TAG_KEY_LENGTH = 255
+MAX_INPUT_TAG_VALUE_LENGTH = 500
+
+
+def dataset_inputs(items: object) -> list[Any]:
+    """Check ``DatasetInput`` objects for ``log_inputs``; return them as a list."""
+    from jupyter_mltrack.entities import Dataset, DatasetInput, InputTag
+
+    if items is None:
+        return []
+    single = isinstance(items, (str, bytes, Mapping, DatasetInput))  # entities iterate too
+    if single or not isinstance(items, Iterable):
+        raise InvalidParameterValue(
+            f"datasets must be a list of DatasetInput objects, got {type(items).__name__}."
+        )
+    checked = list(items)
+    for item in checked:
+        if not isinstance(item, DatasetInput):
+            raise InvalidParameterValue(
+                "datasets must hold DatasetInput objects (jupyter_mltrack.entities.DatasetInput"
+                f"), got {type(item).__name__}; mlflow.log_input(dataset) builds one for you."
+            )
+        dataset = item.dataset
+        if not isinstance(dataset, Dataset):
+            raise InvalidParameterValue(
+                f"DatasetInput.dataset must be a jupyter_mltrack.entities.Dataset, got "
+                f"{type(dataset).__name__}."
+            )
+        for field, limit in _DATASET_LIMITS.items():
+            value = getattr(dataset, field)
+            if not isinstance(value, str) or not value:
+                raise InvalidParameterValue(
+                    f"A dataset's {field} must be a non-empty string, got {value!r}."
+                )
+            if len(value) > limit:
+                raise InvalidParameterValue(
+                    f"A dataset's {field} is {len(value)} characters long; the limit is {limit}."
+                )
+        for field in ("source", "schema", "profile"):
+            value = getattr(dataset, field)
+            if not isinstance(value, str) and not (value is None and field != "source"):
+                raise InvalidParameterValue(
+                    f"A dataset's {field} must be a (JSON) string, got {type(value).__name__}."
+                )
+        for tag in item.tags:
+            if not isinstance(tag, InputTag):
+                raise InvalidParameterValue(
+                    f"Dataset input tags must be InputTag objects, got {type(tag).__name__}."
+                )
+            if not isinstance(tag.key, str) or not tag.key:
+                raise InvalidParameterValue(
+                    f"An input tag's key must be a non-empty string, got {tag.key!r}."
+                )
+            if len(tag.key) > MAX_INPUT_TAG_KEY_LENGTH:
+                raise InvalidParameterValue(
+                    f"Input tag key {tag.key[:40]!r}... is longer than "
+                    f"{MAX_INPUT_TAG_KEY_LENGTH} characters."
+                )
+            if not isinstance(tag.value, str):
+                raise InvalidParameterValue(
+                    f"Input tag {tag.key!r} must have a string value, got {tag.value!r}."
+                )
+            if len(tag.value) > MAX_INPUT_TAG_VALUE_LENGTH:
+                raise InvalidParameterValue(
+                    f"Input tag {tag.key!r} has a value of {len(tag.value)} characters; the "
+                    f"limit is {MAX_INPUT_TAG_VALUE_LENGTH}."
+                )
+    return checked

@@ -317,3 +317,54 @@ def test_log_model_and_load_through_the_server(
     assert out["pred"] == [0, 1, 0, 1] and out["pred_alias"] == [0, 1, 0, 1]
     assert out["text"] == "hello"
     assert "notes" in out["listed"]
+
+
+DATASETS = """
+import json
+import mlflow
+import pandas as pd
+
+mlflow.set_experiment("datasets-through-the-server")
+df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0, 1, 0]})
+dataset = mlflow.data.from_pandas(df, name="train", targets="y")
+with mlflow.start_run() as run:
+    mlflow.log_input(dataset, context="training")
+    mlflow.log_input(mlflow.data.from_pandas(df.head(2), name="holdout"), context="eval")
+got = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+found = mlflow.search_runs(output_format="list", experiment_names=["datasets-through-the-server"])
+print(json.dumps({
+    "run_id": run.info.run_id,
+    "digest": dataset.digest,
+    "inputs": sorted(
+        [i.dataset.name, i.dataset.digest, i.dataset.source_type, {t.key: t.value for t in i.tags}]
+        for i in got
+    ),
+    "schema": json.loads(next(i for i in got if i.dataset.name == "train").dataset.schema),
+    "searched": sorted(i.dataset.name for i in found[0].inputs.dataset_inputs),
+}))
+"""
+
+
+def test_log_input_with_mlflow_client(mlflow_python: Path, server: Server, tmp_path: Path) -> None:
+    out = run_mlflow(mlflow_python, server, DATASETS, tmp_path)
+    train = ["train", out["digest"], "code", {"mlflow.data.context": "training"}]
+    assert out["inputs"][1] == train
+    assert out["inputs"][0][0] == "holdout" and out["inputs"][0][3]["mlflow.data.context"] == "eval"
+    assert "mlflow_colspec" in out["schema"]
+    assert out["searched"] == ["holdout", "train"]
+
+    # our own client over REST reads MLflow's datasets and logs its own through the server
+    import numpy as np
+
+    import jupyter_mltrack as ours
+
+    client = ours.MlflowClient(server.url)
+    read = client.get_run(out["run_id"]).inputs.dataset_inputs
+    assert sorted(i.dataset.name for i in read) == ["holdout", "train"]
+    run = client.create_run(client.get_run(out["run_id"]).info.experiment_id)
+    frame = ours.data.from_numpy(np.arange(6).reshape(3, 2), name="arr")
+    entity = frame._to_mlflow_entity()
+    tag = ours.entities.InputTag("mlflow.data.context", "training")
+    client.log_inputs(run.info.run_id, [ours.entities.DatasetInput(entity, [tag])])
+    (logged,) = client.get_run(run.info.run_id).inputs.dataset_inputs
+    assert logged.dataset == entity and logged.tags == [tag]

@@ -463,8 +463,19 @@ def test_log_inputs_and_outputs(server: Server) -> None:
     )
     server.call("POST", f"{API}/runs/log-inputs", run_id=run_id, models=[{"model_id": model_id}])
     dataset = {"dataset": {"name": "d", "digest": "abc", "source_type": "local", "source": "{}"}}
-    body = server.call("POST", f"{API}/runs/log-inputs", 501, run_id=run_id, datasets=[dataset])
-    assert body["error_code"] == "NOT_IMPLEMENTED"
+    tags = [{"key": "mlflow.data.context", "value": "training"}]
+    server.call("POST", f"{API}/runs/log-inputs", run_id=run_id, datasets=[dataset])
+    server.call(
+        "POST", f"{API}/runs/log-inputs", run_id=run_id, datasets=[{**dataset, "tags": tags}]
+    )
+    run = server.call("GET", f"{API}/runs/get", run_id=run_id)["run"]
+    assert run["inputs"]["dataset_inputs"] == [{**dataset, "tags": tags}]  # stored once
+    found = server.call("POST", f"{API}/runs/search", experiment_ids=[exp_id])["runs"]
+    assert found[0]["inputs"]["dataset_inputs"][0]["dataset"]["digest"] == "abc"
+    body = server.call(
+        "POST", f"{API}/runs/log-inputs", 400, run_id=run_id, datasets=[{"dataset": {"name": "d"}}]
+    )
+    assert body["error_code"] == "INVALID_PARAMETER_VALUE" and "digest" in body["message"]
     body = server.call("POST", f"{API}/runs/log-inputs", 404, run_id="f" * 32)
     assert body["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 

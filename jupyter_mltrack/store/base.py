@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jupyter_mltrack.entities import (
+    DatasetInput,
     Experiment,
     Metric,
     MetricSeries,
@@ -127,6 +128,10 @@ class Store(abc.ABC):
     def write_pending(self, pending: PendingWrites) -> None:
         """Persist buffered writes in one transaction; a param conflict found there is raised
         after everything else was committed."""
+
+    @abc.abstractmethod
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
+        """Record datasets as inputs of a run (``run.inputs.dataset_inputs``)."""
 
     @abc.abstractmethod
     def delete_tag(self, run_id: str, key: str) -> None: ...

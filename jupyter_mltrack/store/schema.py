@@ -14,6 +14,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -25,7 +26,7 @@ from sqlalchemy import (
 )
 
 # Bump together with a new migration in migrations/versions/.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 VERSION_TABLE = "mltrack_schema_version"
 
 metadata = MetaData()
@@ -308,4 +309,49 @@ run_model_outputs = Table(
     _logged_model_fk(),
     Column("step", BigInteger, nullable=False),
     PrimaryKeyConstraint("run_id", "model_id", "step"),
+)
+
+
+# -- dataset inputs (revision 0004): ``log_input`` ------------------------------------------
+# A dataset is stored once per experiment and (name, digest); runs point at it.
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "experiment_id",
+        Integer,
+        ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(500), nullable=False),
+    Column("digest", String(36), nullable=False),
+    Column("source_type", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("schema", Text),
+    Column("profile", Text),
+    UniqueConstraint("experiment_id", "name", "digest", name="uq_datasets_experiment_name_digest"),
+)
+
+run_inputs = Table(
+    "inputs",
+    metadata,
+    Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("dataset_id", Integer, ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+    PrimaryKeyConstraint("run_id", "dataset_id"),
+    Index("ix_inputs_dataset", "dataset_id"),
+)
+
+# The input's tags (``mlflow.data.context`` = ``training``): logging again merges them.
+input_tags = Table(
+    "input_tags",
+    metadata,
+    Column("run_id", Integer, nullable=False),
+    Column("dataset_id", Integer, nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_id", "dataset_id", "key"),
+    ForeignKeyConstraint(
+        ["run_id", "dataset_id"], ["inputs.run_id", "inputs.dataset_id"], ondelete="CASCADE"
+    ),
 )

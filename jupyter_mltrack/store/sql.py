@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from jupyter_mltrack import names, search, validation
 from jupyter_mltrack.entities import (
+    DatasetInput,
     Experiment,
     LifecycleStage,
     Metric,
@@ -24,6 +25,7 @@ from jupyter_mltrack.entities import (
     Run,
     RunData,
     RunInfo,
+    RunInputs,
     RunStatus,
     RunTag,
     ViewType,
@@ -37,6 +39,7 @@ from jupyter_mltrack.exceptions import (
 )
 from jupyter_mltrack.store.artifacts import get_artifact_repository
 from jupyter_mltrack.store.base import PendingWrites, Store
+from jupyter_mltrack.store.datasets import SqlDatasets
 from jupyter_mltrack.store.engine import make_engine
 from jupyter_mltrack.store.migrate import ensure_schema
 from jupyter_mltrack.store.schema import (
@@ -87,6 +90,7 @@ class SqlStore(Store):
             raise StoreError(f"Cannot open the store {self.describe()}: {err.orig}") from None
         self._registry: Any = None
         self._logged_models: Any = None
+        self.datasets = SqlDatasets(self)
         # experiment key -> artifact location, for experiments known to be active here
         self._active_experiments: dict[int, str] = {}
         # run_uuid -> runs.id for runs known to be writable (not deleted) in this process
@@ -544,7 +548,11 @@ class SqlStore(Store):
         with self._read() as conn:
             row = self._run_row(conn, run_id)
             data = self._run_data(conn, [row.id])[row.id]
-        return Run(_run_info(row), data)
+            inputs = self.datasets.inputs_of(conn, [row.id]).get(row.id)
+        return Run(_run_info(row), data, RunInputs(inputs))
+
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
+        self.datasets.log_inputs(run_id, datasets)
 
     def _run_data(self, conn: Connection, run_keys: Any) -> dict[int, RunData]:
         """Params, latest metrics and tags for runs (a list of keys or a subquery of keys)."""
@@ -899,8 +907,12 @@ class SqlStore(Store):
         _check_max_results(max_results)
 
         def runs_of(conn: Connection, rows: Sequence[Any]) -> list[Run]:
-            data = self._run_data(conn, [r.id for r in rows]) if rows else {}
-            return [Run(_run_info(r), data[r.id]) for r in rows]
+            if not rows:
+                return []
+            keys = [r.id for r in rows]
+            data = self._run_data(conn, keys)
+            inputs = self.datasets.inputs_of(conn, keys)  # MLflow's search returns them too
+            return [Run(_run_info(r), data[r.id], RunInputs(inputs.get(r.id))) for r in rows]
 
         return self.paged(
             lambda limit, offset: self._page_query(

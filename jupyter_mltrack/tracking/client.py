@@ -12,6 +12,7 @@ from typing import Any
 
 from jupyter_mltrack import validation
 from jupyter_mltrack.entities import (
+    DatasetInput,
     Experiment,
     FileInfo,
     Metric,
@@ -255,6 +256,20 @@ class Client(RegistryMethods, LoggedModelMethods):
             self._writer.add_tags(tag_rows)
         for row in metric_rows:
             self._writer.add(row)
+
+    def log_inputs(
+        self,
+        run_id: str,
+        datasets: Sequence[DatasetInput] | None = None,
+        models: Sequence[Any] | None = None,
+    ) -> None:
+        """Record datasets (``DatasetInput`` objects) as inputs of a run.
+
+        A dataset is stored once per experiment and (name, digest); logging it to the same
+        run again merges the input's tags. ``models`` (MLflow 3's model inputs) are accepted
+        for compatibility; the link between a model and its run lives on the logged model.
+        """
+        self.store.log_inputs(run_id, validation.dataset_inputs(datasets))
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         """Every point of metric ``key``, ordered by step then time."""

@@ -87,6 +87,13 @@ def _static_tags() -> dict[str, str]:
     return _static
 
 
+def source_tags() -> dict[str, str]:
+    """Where code runs from: ``mlflow.source.name`` and ``mlflow.source.type``."""
+    static = _static_tags()
+    found = {k: static[k] for k in (SOURCE_NAME_TAG, SOURCE_TYPE_TAG)}
+    return {**found, **_source_override}
+
+
 _git_dirs: dict[str, Path | None] = {}
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jupyter_mltrack.entities import (
+    Dataset,
+    DatasetInput,
     Experiment,
+    InputTag,
     Metric,
     Param,
     Run,
@@ -22,6 +25,7 @@ from jupyter_mltrack.tracking.client import Client, _now_ms
 from jupyter_mltrack.tracking.context import NOTE_TAG, PARENT_RUN_TAG, run_context_tags
 
 DEFAULT_EXPERIMENT_ID = "0"
+DATASET_CONTEXT_TAG = "mlflow.data.context"
 
 
 class _State(threading.local):
@@ -340,6 +344,60 @@ def log_batch(
     metrics: Sequence[Metric] = (), params: Sequence[Param] = (), tags: Sequence[RunTag] = ()
 ) -> None:
     _client().log_batch(_run_id(), metrics, params, tags)
+
+
+def log_input(
+    dataset: Any,
+    context: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    model: Any = None,
+) -> None:
+    """Record ``dataset`` as an input of the active run (MLflow's ``mlflow.log_input``).
+
+    Parameters
+    ----------
+    dataset : jupyter_mltrack.data.Dataset
+        A dataset from ``mlflow.data.from_pandas`` / ``from_numpy`` (MLflow's own dataset
+        objects work too).
+    context : str, optional
+        What the run used it for (``"training"``, ``"eval"``); stored as the input tag
+        ``mlflow.data.context``.
+    tags : dict, optional
+        More input tags.
+    model : optional
+        MLflow 3's model input; accepted for compatibility, not stored.
+    """
+    entity = _dataset_entity(dataset)
+    if context is not None and not isinstance(context, str):
+        raise InvalidParameterValue(
+            f"log_input: context must be a string such as 'training', got "
+            f"{type(context).__name__}: {context!r}."
+        )
+    if tags is not None and not isinstance(tags, Mapping):
+        raise InvalidParameterValue(
+            f"log_input: tags must be a dict of strings, got {type(tags).__name__}."
+        )
+    input_tags = [InputTag(k, v if isinstance(v, str) else str(v)) for k, v in (tags or {}).items()]
+    if context is not None:
+        input_tags.append(InputTag(DATASET_CONTEXT_TAG, context))
+    _client().log_inputs(_run_id(), [DatasetInput(entity, input_tags)])
+
+
+def _dataset_entity(dataset: Any) -> Dataset:
+    """The stored fields of a dataset object: ours, an entity, or MLflow's own dataset."""
+    if isinstance(dataset, Dataset):
+        return dataset
+    to_entity = getattr(dataset, "_to_mlflow_entity", None)
+    if not callable(to_entity):
+        raise InvalidParameterValue(
+            f"log_input expects a dataset, got {type(dataset).__name__}; wrap the data first, "
+            "e.g. mlflow.log_input(mlflow.data.from_pandas(df), context='training')."
+        )
+    found = to_entity()
+    if isinstance(found, Dataset):
+        return found
+    fields = ("name", "digest", "source_type", "source", "schema", "profile")
+    return Dataset(*(getattr(found, f, None) for f in fields))
 
 
 def log_artifact(

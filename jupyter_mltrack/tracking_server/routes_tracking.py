@@ -14,7 +14,6 @@ from jupyter_mltrack import search
 from jupyter_mltrack.entities import Metric, ViewType
 from jupyter_mltrack.exceptions import (
     InvalidParameterValue,
-    MlflowException,
     ResourceDoesNotExist,
 )
 from jupyter_mltrack.store.rest import protocol
@@ -181,23 +180,14 @@ def log_batch(ctx: ServerContext, p: Params) -> dict[str, Any]:
 
 
 def log_inputs(ctx: ServerContext, p: Params) -> dict[str, Any]:
-    """Model inputs are accepted (the link lives on the logged model); dataset inputs need
-    storage the store does not have yet, so they are refused rather than dropped."""
+    """Dataset inputs are stored with the run (once per experiment and name/digest); model
+    inputs are accepted as they are, the link lives on the logged model."""
     run_id = p.required("run_id")
     datasets = [protocol.dataset_input_from_json(d) for d in p.objects("datasets")]
-    models = [m.get("model_id") for m in p.objects("models")]
-    record = getattr(ctx.client, "log_inputs", None)
-    if record is not None:
-        ctx.client.writable(run_id)
-        record(run_id, datasets=datasets, models=models)
-        return {}
-    if datasets:
-        raise MlflowException(
-            "Logging dataset inputs (mlflow.log_input) is not supported by this server yet; "
-            "nothing was logged. Log the dataset's name and digest as params or tags instead.",
-            error_code="NOT_IMPLEMENTED",
-        )
+    p.objects("models")  # shape checked only
     ctx.client.writable(run_id)
+    if datasets:
+        ctx.client.log_inputs(run_id, datasets)
     return {}
 
 

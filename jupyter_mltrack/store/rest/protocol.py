@@ -17,8 +17,11 @@ from typing import Any
 
 from jupyter_mltrack.entities import (
     AuditEntry,
+    Dataset,
+    DatasetInput,
     Experiment,
     FileInfo,
+    InputTag,
     LifecycleStage,
     Metric,
     ModelVersion,
@@ -396,24 +399,49 @@ def run_data_from_json(d: Mapping[str, Any]) -> RunData:
     )
 
 
-def dataset_input_from_json(d: Mapping[str, Any]) -> dict[str, Any]:
-    """One ``DatasetInput`` as a plain dict: ``{"dataset": {...}, "tags": {key: value}}``."""
+def dataset_from_json(d: Mapping[str, Any]) -> Dataset:
+    for key in ("name", "digest"):
+        if not isinstance(d.get(key), str) or not d[key]:
+            raise InvalidParameterValue(f"Each dataset input's dataset needs a '{key}'.")
+    texts = {k: to_str(d.get(k), f"dataset.{k}") for k in ("schema", "profile")}
+    return Dataset(
+        d["name"],
+        d["digest"],
+        to_str(d.get("source_type"), "dataset.source_type") or "",
+        to_str(d.get("source"), "dataset.source") or "",
+        texts["schema"] or None,
+        texts["profile"] or None,
+    )
+
+
+def dataset_to_json(dataset: Dataset) -> dict[str, Any]:
+    return _compact(
+        {
+            "name": dataset.name,
+            "digest": dataset.digest,
+            "source_type": dataset.source_type,
+            "source": dataset.source,
+            "schema": dataset.schema,
+            "profile": dataset.profile,
+        }
+    )
+
+
+def dataset_input_from_json(d: Mapping[str, Any]) -> DatasetInput:
+    """One ``DatasetInput``: ``{"dataset": {...}, "tags": [{"key": ..., "value": ...}]}``."""
     dataset = d.get("dataset")
-    if not isinstance(dataset, Mapping) or not dataset.get("name") or not dataset.get("digest"):
+    if not isinstance(dataset, Mapping):
         raise InvalidParameterValue(
             "Each dataset input needs a 'dataset' with at least 'name' and 'digest'."
         )
-    fields = ("name", "digest", "source_type", "source", "schema", "profile")
-    return {
-        "dataset": {k: str(dataset[k]) for k in fields if dataset.get(k) is not None},
-        "tags": _pairs_from_json(d.get("tags")),
-    }
+    tags = [InputTag(k, v) for k, v in _pairs_from_json(d.get("tags")).items()]
+    return DatasetInput(dataset_from_json(dataset), tags)
 
 
-def dataset_input_to_json(item: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"dataset": dict(item.get("dataset") or {})}
-    if item.get("tags"):
-        out["tags"] = _pairs_to_json(item["tags"])
+def dataset_input_to_json(item: DatasetInput) -> dict[str, Any]:
+    out: dict[str, Any] = {"dataset": dataset_to_json(item.dataset)}
+    if item.tags:
+        out["tags"] = [{"key": t.key, "value": t.value} for t in item.tags]
     return out
 
 

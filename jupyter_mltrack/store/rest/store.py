@@ -20,6 +20,7 @@ from typing import Any
 
 from jupyter_mltrack import validation
 from jupyter_mltrack.entities import (
+    DatasetInput,
     Experiment,
     LifecycleStage,
     Metric,
@@ -287,6 +288,16 @@ class RestStore(Store):
         metric_rows = [validation.metric_row(run_key, m) for m in metrics]
         conflicts = self._send(run_id, metric_rows, param_rows, tag_rows)
         _raise_conflicts(conflicts)
+
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
+        checked = validation.dataset_inputs(datasets)
+        self.writable_run_key(run_id)
+        if checked:
+            body = {
+                "run_id": run_id,
+                "datasets": [protocol.dataset_input_to_json(d) for d in checked],
+            }
+            self._call("log_inputs", body)  # repeating it changes nothing: retry is safe
 
     def write_pending(self, pending: PendingWrites) -> None:
         if not pending:
