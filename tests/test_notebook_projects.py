@@ -171,3 +171,31 @@ def test_cli_runs_a_notebook(tmp_path: Path, store: str) -> None:
         output_format="list",
     )
     assert run.data.metrics == {"loss": 2.0} and run.data.params["epochs"] == "5"
+
+
+def test_mlproject_entry_point_whose_command_is_a_notebook(tmp_path: Path, store: str) -> None:
+    from jupyter_mltrack import projects
+
+    project = tmp_path / "nbproject"
+    project.mkdir()
+    write_notebook(project / "train.ipynb", TRAIN)
+    (project / "MLproject").write_text(
+        "name: nbproject\n"
+        "entry_points:\n"
+        "  main:\n"
+        "    parameters:\n"
+        "      lr: {type: float, default: 0.25}\n"
+        "      epochs: {type: int, default: 2}\n"
+        "    command: train.ipynb\n"
+    )
+    run = projects.run(str(project), parameters={"epochs": 4}, env_manager="local", quiet=True)
+    assert run.data.params["lr"] == "0.25" and run.data.params["epochs"] == "4"
+    assert run.data.metrics == {"loss": 1.0}
+    assert run.data.tags["mlflow.project.entryPoint"] == "main"
+    names = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "notebook")]
+    assert names == ["notebook/train.ipynb"]
+    (project / "MLproject").write_text(
+        "name: nbproject\nentry_points:\n  main:\n    command: missing.ipynb\n"
+    )
+    with pytest.raises(projects.ProjectSpecError, match=r"missing\.ipynb"):
+        projects.run(str(project), env_manager="local", quiet=True)

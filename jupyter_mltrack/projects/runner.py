@@ -329,6 +329,18 @@ def run(
         declared, extra = entry.compute_parameters(given, cwd, project.directory)
         command = entry.compute_command(declared, extra)
         manager = resolve_env_manager(project, env_manager)
+        notebook = _notebook_command(command, project.directory)
+        if notebook is not None:  # an entry point whose command is a notebook
+            tags = _tags(fetched, project, entry_point, manager, version, declared, command)
+            return _run_notebook_project(
+                str(notebook),
+                {**declared, **extra},
+                experiment_name,
+                run_name,
+                manager,
+                tracking_uri,
+                tags=tags,
+            )
         client = Client(tracking_uri) if tracking_uri else Client()
         if experiment_name is not None and experiment_id is not None:
             raise ProjectSpecError("Give an experiment name or an experiment id, not both.")
@@ -365,6 +377,19 @@ def run(
     raise ExecutionException(f"Run {run_id} {what}: {command}", run=result)
 
 
+def _notebook_command(command: str, directory: Path) -> Path | None:
+    """The notebook an entry point's command names (``command: train.ipynb``), or None."""
+    import shlex
+
+    words = shlex.split(command)
+    if len(words) != 1 or not words[0].endswith(".ipynb"):
+        return None
+    path = (directory / words[0]).resolve()
+    if not path.is_file():
+        raise ProjectSpecError(f"The entry point's notebook {words[0]!r} is not in the project.")
+    return path
+
+
 def _run_notebook_project(
     path: str,
     parameters: dict[str, Any],
@@ -372,6 +397,7 @@ def _run_notebook_project(
     run_name: str | None,
     env_manager: str | None,
     tracking_uri: str | None,
+    tags: dict[str, Any] | None = None,
 ) -> ProjectRun:
     """``mltrack run notebook.ipynb -P k=v``: the notebook executed headlessly as one run."""
     from jupyter_mltrack.projects.notebook import NotebookRunError, run_notebook
@@ -385,6 +411,7 @@ def _run_notebook_project(
             run_name=run_name,
             env_manager=env_manager or "local",
             tracking_uri=tracking_uri,
+            tags=tags,
         )
     except NotebookRunError as err:
         client = Client(tracking_uri) if tracking_uri else Client()
