@@ -204,3 +204,28 @@ def test_captured_packages_become_pins_for_the_virtualenv() -> None:
     new_form = '{"scikit-learn": "1.4.2", "jupyter-mltrack": "0.1.0", "pandas": "2.2.1"}'
     assert captured_requirements(new_form) == ["pandas==2.2.1", "scikit-learn==1.4.2"]
     assert captured_requirements("") == []
+
+
+def test_tracked_cell_reproduces_in_a_venv_pinned_to_the_captured_packages(ip) -> None:
+    """--env-manager virtualenv: a cached venv with the versions the run's code imported
+    (here numpy), ipykernel and this package; the cell runs there and matches."""
+    import json
+
+    import numpy
+
+    ip.run_cell("%mltrack experiment pinned")
+    cell = (
+        "%%track pinned\nimport sys\nimport numpy as np\nimport jupyter_mltrack as mlflow\n"
+        "mlflow.set_tag('exe', sys.executable)\nscale = 3\nscore = float(np.arange(scale).sum())"
+    )
+    assert ip.run_cell(cell).success
+    [original] = mlflow.search_runs(experiment_names=["pinned"], output_format="list")
+    assert json.loads(original.data.tags["mltrack.packages"])["numpy"] == numpy.__version__
+
+    result = cli(mlflow.get_tracking_uri(), original.info.run_id, "--env-manager", "virtualenv")
+    assert result.exit_code == 0, result.output
+    new = only_reproduction(original.info.run_id)
+    assert new.data.metrics["score"] == original.data.metrics["score"] == 3.0
+    # the reproduction's kernel ran in the pinned venv, not in this interpreter
+    assert new.data.tags["exe"] != original.data.tags["exe"]
+    assert "jupyter_mltrack" in new.data.tags["exe"]  # ~/.cache/jupyter_mltrack/envs/...
