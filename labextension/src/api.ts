@@ -53,6 +53,8 @@ export interface StoreInfo {
   ok: boolean;
   error: string | null;
   hint: string | null;
+  /** Where the URI comes from: `sidebar` (switched here), an env var name, or `default`. */
+  source?: string;
 }
 
 export interface RunsPage {
@@ -208,12 +210,15 @@ export function normalizeModel(m: RegisteredModel): RegisteredModel {
 export class ApiError extends Error {
   readonly status: number;
   readonly errorCode: string;
+  /** How to fix it, when the server says (a store that cannot be opened). */
+  readonly hint: string | null;
 
-  constructor(status: number, errorCode: string, message: string) {
+  constructor(status: number, errorCode: string, message: string, hint: string | null = null) {
     super(message);
     this.name = 'ApiError';
     this.status = status;
     this.errorCode = errorCode;
+    this.hint = hint;
   }
 
   /** The data changed under the user (409): the view should refresh and show the message. */
@@ -236,7 +241,8 @@ async function errorFrom(response: Response): Promise<ApiError> {
   try {
     const body = JSON.parse(text);
     if (body && typeof body.message === 'string') {
-      return new ApiError(response.status, String(body.error_code ?? 'ERROR'), body.message);
+      const hint = typeof body.hint === 'string' ? body.hint : null;
+      return new ApiError(response.status, String(body.error_code ?? 'ERROR'), body.message, hint);
     }
   } catch {
     // not JSON: a proxy's or tornado's HTML page
@@ -324,8 +330,10 @@ export class MLTrackAPI {
     return this.request<StoreInfo>('store');
   }
 
-  setStore(trackingUri: string): Promise<StoreInfo> {
-    return this.request<StoreInfo>('store', 'POST', { tracking_uri: trackingUri });
+  /** Switch the server's store to `trackingUri` (a URI or folder path); null: back to the default. */
+  setStore(trackingUri: string | null): Promise<StoreInfo> {
+    const uri = trackingUri?.trim() || null;
+    return this.request<StoreInfo>('store', 'POST', { tracking_uri: uri });
   }
 
   async experiments(): Promise<Experiment[]> {
@@ -440,6 +448,52 @@ export class MLTrackAPI {
     );
     return answer.model_version ? normalizeVersion(answer.model_version) : null;
   }
+}
+
+// -- logged models -------------------------------------------------------------------------
+
+/** What model detection needs of the API: one artifact folder's listing. */
+export type ListArtifacts = (path: string) => Promise<ArtifactFile[]>;
+
+/**
+ * The artifact folders of a run that hold a logged model (an `MLmodel` file), looking at the
+ * top-level folders and their subfolders (`depth` levels), in listing order. A folder that
+ * cannot be listed is skipped: detection only decides whether to offer registration.
+ */
+export async function findModelFolders(list: ListArtifacts, depth = 2, maxFolders = 50): Promise<string[]> {
+  const found: string[] = [];
+  let listed = 0;
+  const visit = async (folders: string[], level: number): Promise<void> => {
+    for (const folder of folders) {
+      if (listed >= maxFolders) {
+        return;
+      }
+      listed++;
+      let files: ArtifactFile[];
+      try {
+        files = await list(folder);
+      } catch {
+        continue;
+      }
+      if (files.some(f => !f.is_dir && baseName(f.path) === 'MLmodel')) {
+        found.push(folder); // a model's own subfolders are its files, not other models
+      } else if (level < depth) {
+        await visit(files.filter(f => f.is_dir).map(f => f.path), level + 1);
+      }
+    }
+  };
+  let top: ArtifactFile[];
+  try {
+    top = await list('');
+  } catch {
+    return [];
+  }
+  await visit(top.filter(f => f.is_dir).map(f => f.path), 1);
+  return found;
+}
+
+function baseName(path: string): string {
+  return path.replace(/\/+$/, '').split('/').pop() ?? path;
 }
 
 // -- paging ----------------------------------------------------------------------------------

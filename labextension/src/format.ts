@@ -264,6 +264,23 @@ export function stageChanges(
   return lines;
 }
 
+/**
+ * What registering the model at `artifactPath` of run `runId` as `name` changes; the version
+ * number is the server's to pick. Empty while the name is blank.
+ */
+export function registrationChanges(name: string, runId: string, artifactPath: string, existing: string[]): string[] {
+  const model = name.trim();
+  if (!model) {
+    return [];
+  }
+  const lines: string[] = [];
+  if (!existing.includes(model)) {
+    lines.push(`new registered model ${model}`);
+  }
+  lines.push(`a new version of ${model} from run ${runId}/${artifactPath.replace(/^\/+|\/+$/g, '')}`);
+  return lines;
+}
+
 /** What pointing `alias` at `version` changes (moving it off the version that holds it). */
 export function aliasChanges(versions: ModelVersion[], alias: string, version: string): string[] {
   const holder = versions.find(v => v.aliases.includes(alias));

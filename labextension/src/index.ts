@@ -80,8 +80,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
       app.shell.activateById(panel.id);
     };
 
+    const openRegistry = (model?: string): void => {
+      const widget = track('registry', () => new RegistryPanel(api, { openRun }));
+      showInMain(app, widget);
+      if (model) {
+        void widget.showModel(model);
+      }
+    };
+
     const openRun = (runId: string): void => {
-      const widget = track('run:' + runId, () => new RunDetailPanel(api, runId, { insertCell: s => void insertCell(s) }));
+      const widget = track(
+        'run:' + runId,
+        () => new RunDetailPanel(api, runId, { insertCell: s => void insertCell(s), openModel: name => openRegistry(name) })
+      );
       showInMain(app, widget);
     };
 
@@ -94,12 +105,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       showInMain(app, widget);
     };
 
-    const openRegistry = (): void => {
-      const widget = track('registry', () => new RegistryPanel(api, { openRun }));
-      showInMain(app, widget);
-    };
-
-    const sidebar = new MLTrackSidebar(api, { openRun, compare, openRegistry });
+    const sidebar = new MLTrackSidebar(api, { openRun, compare, openRegistry: () => openRegistry() });
     sidebar.title.icon = mltrackIcon;
     app.shell.add(sidebar, 'left', { rank: 650 });
     restorer?.add(sidebar, sidebar.id);
@@ -131,7 +137,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     sidebar.selectionChanged.connect(() => commands.notifyCommandChanged(CommandIDs.compare));
     commands.addCommand(CommandIDs.openRegistry, {
       label: 'MLTrack: Open the model registry',
-      execute: openRegistry
+      execute: () => openRegistry()
     });
     commands.addCommand(CommandIDs.trackCell, {
       label: 'MLTrack: Track this cell (%%track)',

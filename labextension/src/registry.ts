@@ -98,6 +98,12 @@ export class RegistryPanel extends Widget {
     await this.openModel(this._current);
   }
 
+  /** Re-read the models (one may be new) and open `name`. */
+  async showModel(name: string): Promise<void> {
+    this._current = name;
+    await this.refresh();
+  }
+
   async openModel(name: string | null): Promise<void> {
     this._current = name;
     this._renderList();

@@ -2,16 +2,28 @@
  * One run in the main area: its attributes, params, metrics (each with a small chart), tags,
  * the artifact tree with a preview (image, text, JSON) and the tracked cell's source.
  */
+import { Dialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
-import { ArtifactFile, MLTrackAPI, RunDetail, toApiError } from './api';
+import { ArtifactFile, MLTrackAPI, ModelVersion, RunDetail, findModelFolders, toApiError } from './api';
+import { FormBody, showActionDialog } from './dialogs';
 import { lineChart } from './charts';
 import { errorBox, h, kvTable, setChildren } from './dom';
-import { formatBytes, formatDuration, formatNumber, formatTime, isSystemTag, runLabel } from './format';
+import {
+  formatBytes,
+  formatDuration,
+  formatNumber,
+  formatTime,
+  isSystemTag,
+  registrationChanges,
+  runLabel
+} from './format';
 
 export interface RunDetailActions {
   /** Put `source` into a new notebook cell. */
   insertCell(source: string): void;
+  /** Show the registry on the model `name`. */
+  openModel(name: string): void;
 }
 
 const TEXT_LIMIT = 200_000; // characters of a text artifact previewed
@@ -22,6 +34,10 @@ export class RunDetailPanel extends Widget {
   detail: RunDetail | null = null;
   private _urls: string[] = [];
   private _preview = h('div', { class: 'mltrack-preview' });
+  /** The artifact folders holding a logged model (an MLmodel file). */
+  modelFolders: string[] = [];
+  private _register = h('div', { class: 'mltrack-register-row', hidden: true });
+  private _registered = h('div', { class: 'mltrack-message mltrack-register-result', role: 'status', hidden: true });
 
   constructor(
     readonly api: MLTrackAPI,
@@ -98,6 +114,7 @@ export class RunDetailPanel extends Widget {
       : null;
     const tree = h('ul', { class: 'mltrack-artifacts' });
     void this._listArtifacts('', tree);
+    void this._findModels();
     setChildren(
       this.node,
       h('h2', {}, runLabel(detail.run), ' ', h('span', { class: `mltrack-status mltrack-status-${info.status.toLowerCase()}` }, info.status)),
@@ -119,9 +136,81 @@ export class RunDetailPanel extends Widget {
               kvTable(systemTags.map(t => [t.key, t.value] as [string, string])))
           : null),
       h('section', { class: 'mltrack-artifact-section' }, h('h3', {}, 'Artifacts'),
+        this._register, this._registered,
         h('div', { class: 'mltrack-artifact-split' }, tree, this._preview)),
       cell
     );
+  }
+
+  private async _findModels(): Promise<void> {
+    this.modelFolders = await findModelFolders(path => this.api.artifacts(this.runId, path));
+    if (!this.modelFolders.length) {
+      this._register.hidden = true;
+      return;
+    }
+    const button = h(
+      'button',
+      { class: 'jp-mod-styled jp-mod-accept mltrack-register', onclick: () => void this.registerModel() },
+      'Register model…'
+    );
+    const where = this.modelFolders.map(p => p + '/').join(', ');
+    setChildren(this._register, button, h('span', { class: 'mltrack-help' }, `Logged model: ${where}`));
+    this._register.hidden = false;
+  }
+
+  /** Ask for a model name and register one of the run's logged models as its new version. */
+  async registerModel(): Promise<void> {
+    let existing: string[] = [];
+    try {
+      existing = (await this.api.registeredModels()).map(m => m.name);
+    } catch {
+      // suggestions only: a new name still works
+    }
+    const listId = `mltrack-model-names-${this.runId}`;
+    const name = h('input', {
+      class: 'jp-mod-styled mltrack-model-name',
+      type: 'text',
+      list: listId,
+      spellcheck: 'false',
+      placeholder: 'A registered model, or a new name'
+    });
+    const names = h('datalist', { id: listId }, existing.map(n => h('option', { value: n })));
+    const path = h(
+      'select',
+      { class: 'jp-mod-styled mltrack-model-path' },
+      this.modelFolders.map(p => h('option', { value: p }, p + '/'))
+    );
+    const body = new FormBody<{ name: string; path: string }>(
+      [
+        h('label', { class: 'mltrack-field mltrack-field-block' }, h('span', {}, 'Model name'), name, names),
+        h('label', { class: 'mltrack-field' }, h('span', {}, 'Logged model (artifact folder)'), path)
+      ],
+      () => ({ name: name.value.trim(), path: path.value }),
+      () => registrationChanges(name.value, this.runId, path.value, existing)
+    );
+    const answer = await showActionDialog<{ name: string; path: string }, ModelVersion>({
+      title: 'Register the model of this run',
+      body,
+      errorNode: body.errorNode,
+      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Register' })],
+      focusNodeSelector: 'input.mltrack-model-name',
+      act: async (_button, value) => {
+        if (!value.name) {
+          throw new Error('Give the model a name.');
+        }
+        return (await this.api.createVersion(value.name, this.runId, value.path)).model_version;
+      }
+    });
+    if (!answer) {
+      return;
+    }
+    const mv = answer.result;
+    setChildren(
+      this._registered,
+      h('span', {}, `Registered version ${mv.version} of ${mv.name}.`),
+      h('button', { class: 'jp-mod-styled mltrack-open-model', onclick: () => this._actions.openModel(mv.name) }, 'Open in the registry')
+    );
+    this._registered.hidden = false;
   }
 
   private async _sparkline(key: string, cell: HTMLElement, step: Element | null): Promise<void> {

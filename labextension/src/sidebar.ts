@@ -2,11 +2,13 @@
  * The "MLTrack" left sidebar: the store, its experiments, then the runs of the chosen ones
  * (filter box with the search grammar, sortable columns, paging, live refresh, selection).
  */
+import { Dialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 import { Message } from '@lumino/messaging';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { ApiError, Experiment, MLTrackAPI, Poller, Run, RunPager, toApiError } from './api';
+import { ApiError, Experiment, MLTrackAPI, Poller, Run, RunPager, StoreInfo, toApiError } from './api';
+import { FormBody, showActionDialog } from './dialogs';
 import { Column, Sort, nextSort, orderByOf } from './format';
 import { RunsTable } from './runsTable';
 import { errorBox, h, setChildren } from './dom';
@@ -27,6 +29,7 @@ export class MLTrackSidebar extends Widget {
   private _selectionChanged = new Signal<this, string[]>(this);
 
   private _storeLine = h('div', { class: 'mltrack-store' });
+  private _store: StoreInfo | null = null;
   private _storeError = errorBox(null);
   private _experimentList = h('ul', { class: 'mltrack-experiments', role: 'listbox' });
   private _filter = h('input', {
@@ -89,10 +92,16 @@ export class MLTrackSidebar extends Widget {
     refresh.addEventListener('click', () => void this.refresh());
     const registry = h('button', { class: 'jp-mod-styled mltrack-open-registry', title: 'Model registry' }, 'Models');
     registry.addEventListener('click', () => this._actions.openRegistry());
+    const switchStore = h(
+      'button',
+      { class: 'jp-mod-styled mltrack-switch-store', title: 'Show another store: a tracking URI or a folder' },
+      'Switch store…'
+    );
+    switchStore.addEventListener('click', () => void this.switchStore());
     setChildren(
       this.node,
       h('header', { class: 'mltrack-sidebar-header' }, h('h2', {}, 'MLTrack'), registry, refresh),
-      this._storeLine,
+      h('div', { class: 'mltrack-store-row' }, this._storeLine, switchStore),
       this._storeError,
       h('h3', {}, 'Experiments'),
       this._experimentList,
@@ -122,8 +131,7 @@ export class MLTrackSidebar extends Widget {
   async refresh(): Promise<void> {
     try {
       const store = await this.api.getStore();
-      this._storeLine.textContent = store.tracking_uri;
-      this._storeLine.title = store.tracking_uri;
+      this._showStore(store);
       const message = store.ok ? null : [store.error, store.hint].filter(Boolean).join(' — ');
       this._storeError.textContent = message ?? '';
       this._storeError.hidden = !message;
@@ -135,6 +143,55 @@ export class MLTrackSidebar extends Widget {
     } catch (err) {
       this._showRunsError(toApiError(err));
     }
+  }
+
+  /**
+   * Ask for another store (a URI or a folder) and switch the server to it; "Use default" goes
+   * back to the notebook's own store. A store that cannot be opened is refused in the dialog,
+   * and the one shown stays.
+   */
+  async switchStore(): Promise<void> {
+    const input = h('input', {
+      class: 'jp-mod-styled mltrack-store-input',
+      type: 'text',
+      spellcheck: 'false',
+      placeholder: 'sqlite:///path/mlflow.db, postgresql://…, or a folder',
+      value: this._store?.source === 'sidebar' ? this._store.tracking_uri : ''
+    });
+    const body = new FormBody<string>(
+      [
+        h('div', { class: 'mltrack-store-current' }, 'Now: ', h('code', {}, this._store?.tracking_uri ?? '?')),
+        h('label', { class: 'mltrack-field mltrack-field-block' }, h('span', {}, 'Tracking URI or folder path'), input),
+        h(
+          'div',
+          { class: 'mltrack-help' },
+          '"Use default" shows the store the notebook in focus uses (MLTRACK_TRACKING_URI, else the mltrack/ folder of its project).'
+        )
+      ],
+      () => input.value
+    );
+    const useDefault = Dialog.createButton({ label: 'Use default', accept: true, className: 'mltrack-use-default' });
+    const answer = await showActionDialog({
+      title: 'Switch the MLTrack store',
+      body,
+      errorNode: body.errorNode,
+      buttons: [Dialog.cancelButton(), useDefault, Dialog.okButton({ label: 'Switch' })],
+      focusNodeSelector: 'input.mltrack-store-input',
+      act: (button, value) => {
+        if (button !== useDefault && !value.trim()) {
+          return Promise.reject(new ApiError(400, 'INVALID_PARAMETER_VALUE', 'Type a tracking URI or a folder path.'));
+        }
+        return this.api.setStore(button === useDefault ? null : value);
+      }
+    });
+    if (!answer) {
+      return;
+    }
+    // experiment ids of another store mean other experiments: start from its latest one
+    this._chosen = [];
+    this._table.clearSelection();
+    this._showFilterError(null);
+    await this.refresh();
   }
 
   /** Choose the experiments whose runs are shown. */
@@ -227,6 +284,13 @@ export class MLTrackSidebar extends Widget {
       this._experimentList,
       items.length ? items : h('li', { class: 'mltrack-empty' }, 'No experiments in this store yet.')
     );
+  }
+
+  private _showStore(store: StoreInfo): void {
+    this._store = store;
+    this._storeLine.textContent = store.tracking_uri;
+    const from = store.source === 'sidebar' ? 'chosen in this sidebar' : store.source === 'default' ? 'default' : store.source;
+    this._storeLine.title = from ? `${store.tracking_uri} (${from})` : store.tracking_uri;
   }
 
   private _sortBy(column: Column): void {

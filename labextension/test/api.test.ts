@@ -1,7 +1,18 @@
 import { ServerConnection } from '@jupyterlab/services';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
-import { ApiError, MLTrackAPI, Poller, Run, RunPager, queryString, runSignature, sameRuns } from '../src/api';
+import {
+  ApiError,
+  ArtifactFile,
+  MLTrackAPI,
+  Poller,
+  Run,
+  RunPager,
+  findModelFolders,
+  queryString,
+  runSignature,
+  sameRuns
+} from '../src/api';
 
 interface Sent {
   url: URL;
@@ -370,5 +381,88 @@ describe('registry answers', () => {
     expect(detail.audit).toEqual([]);
     expect(detail.versions[0]).toMatchObject({ version: '1', aliases: [], tags: [], description: null, run_id: null });
     expect(detail.registered_model.aliases).toEqual([{ alias: 'champion', version: '1' }]);
+  });
+});
+
+describe('switching the store', () => {
+  it('posts the URI, or null for the default', async () => {
+    const { api, sent } = fakeApi(() => json({ tracking_uri: '/x', ok: true, error: null, hint: null }));
+    await api.setStore('  /data/other  ');
+    await api.setStore(null);
+    await api.setStore('   ');
+    expect(sent.map(s => [s.method, s.url.pathname, s.body])).toEqual([
+      ['POST', '/lab-base/mltrack/api/store', { tracking_uri: '/data/other' }],
+      ['POST', '/lab-base/mltrack/api/store', { tracking_uri: null }],
+      ['POST', '/lab-base/mltrack/api/store', { tracking_uri: null }]
+    ]);
+  });
+
+  it("keeps the server's message and hint of a refused store", async () => {
+    const { api } = fakeApi(() =>
+      json({ error_code: 'INVALID_PARAMETER_VALUE', message: 'Unsupported tracking URI', hint: 'Pick another store' }, 400)
+    );
+    const err = await api.setStore('nosuch://x').catch(e => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect([err.isBadRequest, err.message, err.hint]).toEqual([true, 'Unsupported tracking URI', 'Pick another store']);
+  });
+
+  it('has no hint when the server gives none', async () => {
+    const { api } = fakeApi(() => json({ error_code: 'X', message: 'nope' }, 404));
+    expect((await api.experiments().catch(e => e)).hint).toBeNull();
+  });
+});
+
+describe('findModelFolders', () => {
+  const file = (path: string): ArtifactFile => ({ path, is_dir: false, file_size: 1 });
+  const dir = (path: string): ArtifactFile => ({ path, is_dir: true, file_size: null });
+
+  function lister(tree: Record<string, ArtifactFile[]>): { list: (p: string) => Promise<ArtifactFile[]>; asked: string[] } {
+    const asked: string[] = [];
+    const list = async (path: string): Promise<ArtifactFile[]> => {
+      asked.push(path);
+      if (!(path in tree)) {
+        throw new ApiError(404, 'RESOURCE_DOES_NOT_EXIST', path);
+      }
+      return tree[path];
+    };
+    return { list, asked };
+  }
+
+  it('finds top-level and second-level folders holding an MLmodel file', async () => {
+    const { list, asked } = lister({
+      '': [file('config.json'), dir('model'), dir('plots'), dir('models')],
+      model: [file('model/MLmodel'), file('model/model.pkl'), dir('model/code')],
+      plots: [file('plots/curve.png')],
+      models: [dir('models/a'), dir('models/b')],
+      'models/a': [file('models/a/MLmodel')],
+      'models/b': [dir('models/b/deeper')]
+    });
+    expect(await findModelFolders(list)).toEqual(['model', 'models/a']);
+    // a model's own folders and anything below two levels are not listed
+    expect(asked).not.toContain('model/code');
+    expect(asked).not.toContain('models/b/deeper');
+  });
+
+  it('ignores an MLmodel at the root, a folder named MLmodel, and folders that fail', async () => {
+    const { list } = lister({
+      '': [file('MLmodel'), dir('MLmodel'), dir('broken'), dir('ok')],
+      MLmodel: [file('MLmodel/x')],
+      ok: [file('ok/MLmodel')]
+    });
+    expect(await findModelFolders(list)).toEqual(['ok']);
+  });
+
+  it('gives nothing when the run has no artifacts or they cannot be listed', async () => {
+    expect(await findModelFolders(lister({ '': [] }).list)).toEqual([]);
+    expect(await findModelFolders(lister({}).list)).toEqual([]);
+  });
+
+  it('stops after maxFolders listings', async () => {
+    const tree: Record<string, ArtifactFile[]> = { '': [] };
+    for (let i = 0; i < 10; i++) {
+      tree[''].push(dir(`d${i}`));
+      tree[`d${i}`] = [file(`d${i}/MLmodel`)];
+    }
+    expect(await findModelFolders(lister(tree).list, 2, 3)).toEqual(['d0', 'd1', 'd2']);
   });
 });

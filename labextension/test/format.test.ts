@@ -14,6 +14,7 @@ import {
   orderByOf,
   paramDiff,
   quoteKey,
+  registrationChanges,
   stageChanges,
   aliasChanges,
   withTrackMagic
@@ -146,6 +147,19 @@ describe('what a registry action changes', () => {
     expect(aliasChanges(versions, 'champion', '3')).toEqual(['@champion: v1 → v3']);
     expect(aliasChanges(versions, 'new', '2')).toEqual(['@new: (unset) → v2']);
     expect(aliasChanges(versions, 'challenger', '3')).toEqual([]);
+  });
+});
+
+describe('what registering a model changes', () => {
+  it('names the model, the run and the folder; a new model too', () => {
+    expect(registrationChanges('Iris', 'abc123', 'model', ['Iris', 'Other'])).toEqual([
+      'a new version of Iris from run abc123/model'
+    ]);
+    expect(registrationChanges(' Fresh ', 'abc123', '/models/a/', ['Iris'])).toEqual([
+      'new registered model Fresh',
+      'a new version of Fresh from run abc123/models/a'
+    ]);
+    expect(registrationChanges('  ', 'abc123', 'model', [])).toEqual([]);
   });
 });
 

@@ -33,6 +33,7 @@ ACTION = 15_000  # ms: a request to the server extension and a re-render
 BULK = 10_000
 PAINT_BUDGET_MS = 1000
 MODEL = "SidebarModel"
+NEW_MODEL = "RegisteredFromRun"
 CELL = "model = SGDClassifier(alpha=alpha).fit(X_train, y_train)"
 
 
@@ -121,6 +122,18 @@ def choose(sidebar: Locator, experiment_id: str) -> None:
     expect(
         sidebar.locator(f".mltrack-experiment.mltrack-chosen[data-id='{experiment_id}']")
     ).to_be_visible()
+
+
+def post_store(lab: Lab, uri: str | None) -> dict:
+    """Switch the lab's store without the UI (tests put the default back with it)."""
+    request = urllib.request.Request(
+        f"{lab.url}/mltrack/api/store",
+        data=json.dumps({"tracking_uri": uri}).encode(),
+        headers={"Authorization": f"token {lab.token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
 
 
 def shoot(lab: Lab, target: Locator, name: str) -> None:
@@ -322,6 +335,119 @@ def test_registry_promotes_to_production_after_confirmation(
     )
     expect(registry.locator(".mltrack-audit tbody tr").first).to_contain_text("better recall")
     shoot(lab, registry, "registry")
+
+
+def test_store_switch_refuses_a_bad_uri_then_switches_and_goes_back(
+    page: Page, lab: Lab, seeded: Seeded, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-store"
+    other_client = MlflowClient(str(other))
+    other_client.create_experiment("other-store-experiment")
+    other_client.flush()
+    sidebar = open_sidebar(page, lab, "sidebar-store")
+    line = sidebar.locator(".mltrack-store")
+    expect(line).to_have_text(str(lab.store))
+    dialog = page.locator(".jp-Dialog")
+    box = dialog.locator("input.mltrack-store-input")
+    switch = dialog.locator(".jp-Dialog-button", has_text="Switch")
+    demo = sidebar.locator(f".mltrack-experiment[data-id='{seeded.demo}']")
+    try:
+        # a URI that cannot be opened: the server's message and hint in the dialog, which
+        # stays open; cancelling keeps the store shown
+        sidebar.locator("button.mltrack-switch-store").click()
+        box.fill("nosuch://nowhere")
+        switch.click()
+        error = dialog.locator(".mltrack-dialog-error")
+        expect(error).to_contain_text("Unsupported tracking URI", timeout=ACTION)
+        expect(error.locator(".mltrack-error-hint")).to_contain_text("Pick another store")
+        expect(dialog).to_be_visible()
+        dialog.locator(".jp-Dialog-button", has_text="Cancel").click()
+        expect(dialog).to_be_hidden()
+        expect(line).to_have_text(str(lab.store))
+        expect(demo).to_be_visible()
+
+        # another store folder: its experiments replace the others
+        sidebar.locator("button.mltrack-switch-store").click()
+        box.fill(str(other))
+        box.press("Enter")
+        expect(dialog).to_be_hidden(timeout=ACTION)
+        expect(line).to_have_text(str(other), timeout=ACTION)
+        expect(
+            sidebar.locator(".mltrack-experiment", has_text="other-store-experiment")
+        ).to_be_visible(timeout=ACTION)
+        expect(sidebar.locator(".mltrack-experiment", has_text="sidebar-demo")).to_have_count(0)
+        expect(rows(sidebar)).to_have_count(0)
+
+        # "Use default": back to the lab's store (its MLTRACK_TRACKING_URI)
+        sidebar.locator("button.mltrack-switch-store").click()
+        expect(box).to_have_value(str(other))
+        dialog.locator(".jp-Dialog-button", has_text="Use default").click()
+        expect(dialog).to_be_hidden(timeout=ACTION)
+        expect(line).to_have_text(str(lab.store), timeout=ACTION)
+        expect(demo).to_be_visible(timeout=ACTION)
+        choose(sidebar, seeded.demo)
+        expect(rows(sidebar).filter(has_text="demo-a")).to_have_count(1, timeout=ACTION)
+    finally:
+        post_store(lab, None)  # whatever failed, the next tests see the lab's store
+
+
+def test_register_a_runs_logged_model_from_its_detail(
+    page: Page, lab: Lab, seeded: Seeded, tmp_path: Path
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from jupyter_mltrack.sklearn import save_model
+
+    client = seeded.client
+    experiment = client.create_experiment("sidebar-models")
+    rid = client.create_run(experiment, run_name="with-model").info.run_id
+    model = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    save_model(model, tmp_path / "model")
+    client.log_artifacts(rid, str(tmp_path / "model"), "model")
+    client.log_text(rid, "not a model\n", "notes/readme.txt")
+    client.set_terminated(rid)
+    client.flush()
+
+    sidebar = open_sidebar(page, lab, "sidebar-register")
+    choose(sidebar, experiment)
+    rows(sidebar).filter(has_text="with-model").locator(".mltrack-run-name a").click()
+    detail = page.locator(".mltrack-run-detail")
+    register = detail.locator("button.mltrack-register")
+    expect(register).to_be_visible(timeout=ACTION)
+    expect(detail.locator(".mltrack-register-row")).to_contain_text("model/")
+
+    # the dialog: existing models as suggestions, the folder, what changes
+    register.click()
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator(f"datalist option[value='{MODEL}']")).to_have_count(1, timeout=ACTION)
+    expect(dialog.locator("select.mltrack-model-path")).to_have_value("model")
+    confirm = dialog.locator(".jp-Dialog-button.jp-mod-accept")
+    confirm.click()  # no name yet: refused inline
+    expect(dialog.locator(".mltrack-dialog-error")).to_contain_text("Give the model a name")
+    dialog.locator("input.mltrack-model-name").fill(NEW_MODEL)
+    expect(dialog.locator(".mltrack-dialog-error")).to_be_hidden()  # an edit clears it
+    expect(dialog.locator(".mltrack-changes li")).to_have_text(
+        [f"new registered model {NEW_MODEL}", f"a new version of {NEW_MODEL} from run {rid}/model"]
+    )
+    shoot(lab, dialog.locator(".jp-Dialog-content"), "register")
+    confirm.click()
+    expect(dialog).to_be_hidden(timeout=ACTION)
+    result = detail.locator(".mltrack-register-result")
+    expect(result).to_contain_text(f"Registered version 1 of {NEW_MODEL}", timeout=ACTION)
+    versions = client.search_model_versions(f"name = '{NEW_MODEL}'")
+    assert [(int(v.version), v.run_id) for v in versions] == [(1, rid)]
+
+    # the registry opens on the new model
+    result.locator("button.mltrack-open-model").click()
+    registry = page.locator(".mltrack-registry")
+    expect(registry).to_be_visible(timeout=ACTION)
+    expect(
+        registry.locator(f".mltrack-model.mltrack-chosen[data-name='{NEW_MODEL}']")
+    ).to_be_visible(timeout=ACTION)
+    expect(registry.locator("tr.mltrack-version-row[data-version='1']")).to_be_visible(
+        timeout=ACTION
+    )
 
 
 def test_status_bar_toolbar_and_live_refresh(
