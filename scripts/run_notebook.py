@@ -58,7 +58,7 @@ def main() -> int:
         print(f"Executed {path}: {len(runs)} run(s) are in the embedded store {store}")
         print("Look at them:")
         print("  .venv/bin/mltrack runs list                       # in the terminal")
-        print(f"  .venv/bin/jupyter lab {path}    # then %mltrack runs / %mltrack show RUN in a cell")
+        print(f"  .venv/bin/jupyter lab {path}    # the MLTrack sidebar, or %mltrack runs in a cell")
     return 0
 
 
