@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import datetime, timezone
 from typing import Any
 
 import click
@@ -15,6 +14,7 @@ from jupyter_mltrack.exceptions import MlflowException
 from jupyter_mltrack.projects.cli import run_cmd
 from jupyter_mltrack.projects.reproduce_cli import reproduce_cmd
 from jupyter_mltrack.serving.cli import models
+from jupyter_mltrack.timefmt import format_time
 from jupyter_mltrack.tracking_server.cli import server
 from jupyter_mltrack.transfer.cli import export_cmd, import_cmd
 
@@ -28,9 +28,7 @@ def _client(ctx: click.Context) -> Any:
 
 
 def _time(ms: int | None) -> str:
-    if not ms:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return format_time(ms, missing="-")
 
 
 def _duration(start: int | None, end: int | None) -> str:

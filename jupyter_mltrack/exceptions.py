@@ -70,6 +70,14 @@ class InvalidState(MlflowException):
 
     default_error_code = INVALID_STATE
 
+    @classmethod
+    def deleted_run(cls, run_id: str) -> InvalidState:
+        """Logging to a soft-deleted run (every store words it the same way)."""
+        return cls(
+            f"Run {run_id!r} is deleted; nothing can be logged to it. Restore it with "
+            "MlflowClient().restore_run(run_id) first."
+        )
+
 
 class InvalidModelError(InvalidParameterValue):
     """A path or URI that does not hold a model this version can load."""

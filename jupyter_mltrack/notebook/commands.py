@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from datetime import datetime, timezone
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -15,6 +14,7 @@ from jupyter_mltrack.exceptions import MlflowException
 from jupyter_mltrack.notebook import capture
 from jupyter_mltrack.notebook.config import MLTrack
 from jupyter_mltrack.notebook.summary import Table
+from jupyter_mltrack.timefmt import format_time
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -141,9 +141,7 @@ def wants_panel(shell: Any, args: Any) -> bool:
 
 
 def _time(ms: int | None) -> str:
-    if not ms:
-        return ""
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return format_time(ms)
 
 
 def _duration(run: Any) -> str:

@@ -81,22 +81,27 @@ class SqlDatasets:
         return key
 
     def inputs_of(self, conn: Connection, run_keys: Sequence[int]) -> dict[int, list[DatasetInput]]:
-        """``{run_key: [DatasetInput, ...]}`` for runs (two queries per 500 runs), ordered by
+        """``{run_key: [DatasetInput, ...]}`` for runs (one query per 500 runs, a second only when some have inputs), ordered by
         dataset name and digest; runs without inputs are absent."""
         out: dict[int, list[DatasetInput]] = {}
         for start in range(0, len(run_keys), 500):
             chunk = list(run_keys[start : start + 500])
-            tags: dict[tuple[int, int], list[InputTag]] = {}
-            for t in conn.execute(
-                select(input_tags).where(input_tags.c.run_id.in_(chunk)).order_by(input_tags.c.key)
-            ):
-                tags.setdefault((t.run_id, t.dataset_id), []).append(InputTag(t.key, t.value))
             rows = conn.execute(
                 select(run_inputs.c.run_id, datasets)
                 .join(datasets, datasets.c.id == run_inputs.c.dataset_id)
                 .where(run_inputs.c.run_id.in_(chunk))
                 .order_by(run_inputs.c.run_id, datasets.c.name, datasets.c.digest)
-            )
+            ).all()
+            if not rows:  # the usual page of a search: no inputs, so no second query
+                continue
+            tags: dict[tuple[int, int], list[InputTag]] = {}
+            with_inputs = sorted({r.run_id for r in rows})
+            for t in conn.execute(
+                select(input_tags)
+                .where(input_tags.c.run_id.in_(with_inputs))
+                .order_by(input_tags.c.key)
+            ):
+                tags.setdefault((t.run_id, t.dataset_id), []).append(InputTag(t.key, t.value))
             for r in rows:
                 dataset = Dataset(r.name, r.digest, r.source_type, r.source, r.schema, r.profile)
                 entry = DatasetInput(dataset, tags.get((r.run_id, r.id), []))

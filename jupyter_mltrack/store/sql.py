@@ -673,10 +673,7 @@ class SqlStore(Store):
         if row is None:
             raise ResourceDoesNotExist(f"Run {run_id!r} not found.")
         if row.lifecycle_stage != LifecycleStage.ACTIVE:
-            raise InvalidState(
-                f"Run {run_id!r} is deleted; nothing can be logged to it. Restore it with "
-                "MlflowClient().restore_run(run_id) first."
-            )
+            raise InvalidState.deleted_run(run_id)
         self._writable[run_id] = row.id
         return row.id
 

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from jupyter_mltrack.timefmt import format_time
 
-
-def format_time(ms: int | None) -> str:
-    """Milliseconds since the epoch as ``YYYY-MM-DD HH:MM:SS`` in UTC; '' for no time."""
-    if not ms:
-        return ""
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+__all__ = ["format_duration", "format_time"]
 
 
 def format_duration(start_ms: int | None, end_ms: int | None) -> str:

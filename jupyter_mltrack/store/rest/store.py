@@ -268,10 +268,7 @@ class RestStore(Store):
             return key
         info = self.get_run(run_id).info
         if info.lifecycle_stage != LifecycleStage.ACTIVE:
-            raise InvalidState(
-                f"Run {run_id!r} is deleted; nothing can be logged to it. Restore it with "
-                "MlflowClient().restore_run(run_id) first."
-            )
+            raise InvalidState.deleted_run(run_id)
         return self._key_for(run_id)
 
     # -- logging ------------------------------------------------------------------------------
