@@ -16,6 +16,7 @@ Run as a script, this module is one client process (``python test_server_faults.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -374,6 +375,34 @@ def test_postgres_restarted_mid_load(own_pg: tuple[str, str], tmp_path: Path) ->
         assert server.busy_warnings() > 0
     finally:
         server.kill(signal.SIGTERM)
+
+
+def test_connection_lost_before_pool_reset_is_a_warning(
+    own_pg: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pooled connection whose database went away fails its ROLLBACK on checkin: the pool
+    discards it, and the log says so as a warning (SQLAlchemy's own ERROR with a traceback
+    made every PostgreSQL restart look like a server fault)."""
+    from jupyter_mltrack.store.engine import make_engine
+
+    url, pgroot = own_pg
+    engine = make_engine(url)
+    raw = engine.raw_connection()
+    raw.cursor().execute("SELECT 1")  # a transaction is open on the connection
+    _pg("down", pgroot)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="sqlalchemy.pool"):
+            raw.close()  # checkin: the pool's ROLLBACK fails
+        records = [r for r in caplog.records if r.name.startswith("sqlalchemy.pool")]
+        loud = [r for r in records if r.levelno >= logging.WARNING]
+        assert [r.levelname for r in loud] == ["WARNING"]
+        assert "Database connection lost" in loud[0].getMessage()
+        assert loud[0].exc_info is None  # one line, no traceback
+    finally:
+        _pg("up", pgroot)
+    with engine.connect() as conn:  # the next checkout opens a fresh connection
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+    engine.dispose()
 
 
 if __name__ == "__main__":
