@@ -61,6 +61,11 @@ _ELSEWHERE = {
     "autolog": "jupyter_mltrack.autolog",
     "serve": "jupyter_mltrack.serving",
     "run": "jupyter_mltrack.projects",
+    "enable_system_metrics_logging": "jupyter_mltrack.system_metrics",
+    "disable_system_metrics_logging": "jupyter_mltrack.system_metrics",
+    "set_system_metrics_sampling_interval": "jupyter_mltrack.system_metrics",
+    "set_system_metrics_samples_before_logging": "jupyter_mltrack.system_metrics",
+    "set_system_metrics_node_id": "jupyter_mltrack.system_metrics",
 }
 _SUBMODULES = {
     "data",
@@ -73,6 +78,11 @@ _SUBMODULES = {
     "registry",
     "models",
     "sklearn",
+    "pytorch",
+    "xgboost",
+    "lightgbm",
+    "keras",
+    "system_metrics",
     "pyfunc",
     "widgets",
     "projects",

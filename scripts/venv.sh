@@ -41,6 +41,11 @@ fi
 
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)-$extras"
 if [ "$(cat .venv/.mltrack-installed 2>/dev/null)" != "$want" ]; then
+  if [ "$extras" = dev ]; then
+    # an exact torch release first: that one resolves to a CPU build of ~900 MB; a bare range
+    # would pull a CUDA build of several GB (pyproject's torch>=2.1 keeps this one)
+    .venv/bin/python -m pip install -q "torch==${MLTRACK_TORCH_VERSION:-2.13.0}"
+  fi
   .venv/bin/python -m pip install -q -e ".[$extras]"
   .venv/bin/python -c "import jupyter_mltrack" # fail loudly if the install did not work
   echo "$want" > .venv/.mltrack-installed

@@ -83,6 +83,10 @@ def enabled_integrations() -> list[str]:
 
 
 register("sklearn", "sklearn", "jupyter_mltrack.autolog.sklearn")
+register("xgboost", "xgboost", "jupyter_mltrack.autolog.xgboost")
+register("lightgbm", "lightgbm", "jupyter_mltrack.autolog.lightgbm")
+register("pytorch", "torch", "jupyter_mltrack.autolog.pytorch")  # Lightning's Trainer.fit
+register("keras", "keras", "jupyter_mltrack.autolog.keras")
 
 
 def autolog(
@@ -99,7 +103,8 @@ def autolog(
     exclude_flavors: list[str] | None = None,
 ) -> None:
     """Enable (or with ``disable=True`` disable) autologging for every supported framework that
-    is installed: scikit-learn for now.
+    is installed: scikit-learn, XGBoost, LightGBM, PyTorch Lightning and Keras. A framework not
+    imported yet is not imported here: its integration hooks in when the user imports it.
 
     Parameters
     ----------
