@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import sys
@@ -11,12 +12,7 @@ import click
 
 from jupyter_mltrack.entities import ViewType
 from jupyter_mltrack.exceptions import MlflowException
-from jupyter_mltrack.projects.cli import run_cmd
-from jupyter_mltrack.projects.reproduce_cli import reproduce_cmd
-from jupyter_mltrack.serving.cli import models
 from jupyter_mltrack.timefmt import format_time
-from jupyter_mltrack.tracking_server.cli import server
-from jupyter_mltrack.transfer.cli import export_cmd, import_cmd
 
 _VIEWS = {"active": ViewType.ACTIVE_ONLY, "deleted": ViewType.DELETED_ONLY, "all": ViewType.ALL}
 
@@ -51,8 +47,31 @@ def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     Console(width=None if sys.stdout.isatty() else 250).print(table)
 
 
+# Commands whose modules are imported only when used: `mltrack models serve` starts faster
+# without the server, projects and transfer code (and what they import).
+_LAZY_COMMANDS = {
+    "models": "jupyter_mltrack.serving.cli:models",
+    "server": "jupyter_mltrack.tracking_server.cli:server",
+    "import": "jupyter_mltrack.transfer.cli:import_cmd",
+    "export": "jupyter_mltrack.transfer.cli:export_cmd",
+    "run": "jupyter_mltrack.projects.cli:run_cmd",
+    "reproduce": "jupyter_mltrack.projects.reproduce_cli:reproduce_cmd",
+}
+
+
 class _Group(click.Group):
-    """Turns our errors into a one-line message and exit code 1 instead of a traceback."""
+    """Turns our errors into a one-line message and exit code 1 instead of a traceback, and
+    imports the modules of the lazy commands only when one of them runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = target.split(":")
+        return getattr(importlib.import_module(module), attribute)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -254,13 +273,6 @@ def gc(ctx: click.Context, older_than: str | None, yes: bool) -> None:
     run_ids, exp_ids = client.store.gc(age)
     click.echo(f"Removed {len(run_ids)} run(s) and {len(exp_ids)} experiment(s).")
 
-
-main.add_command(models)
-main.add_command(server)
-main.add_command(import_cmd)
-main.add_command(export_cmd)
-main.add_command(run_cmd)
-main.add_command(reproduce_cmd)
 
 if __name__ == "__main__":
     main()

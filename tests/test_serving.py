@@ -505,3 +505,96 @@ def test_mltrack_serve_magic(ip: Any, churn: dict[str, Any]) -> None:
 
     with pytest.raises(UsageError):
         ip.run_line_magic("mltrack", "serve")
+
+
+# -- startup: the URI is resolved in a forked child while the server imports its stack ---------
+_RESOLVE_IN_CHILD = """
+import json, sys
+from jupyter_mltrack.serving.early_resolve import EarlyResolution
+resolving = EarlyResolution(sys.argv[1], None)
+forked = bool(resolving._pid)
+from jupyter_mltrack.serving.app import load_served_model
+served = load_served_model(sys.argv[1], None, resolving.result())
+print(json.dumps({"forked": forked, "path": served.path,
+                  "version": served.version, "sqlalchemy": "sqlalchemy" in sys.modules}))
+"""
+
+
+def test_the_server_process_resolves_the_uri_without_opening_the_store(
+    churn: dict[str, Any],
+) -> None:
+    """The store (and SQLAlchemy) are used by the forked child only; the serving process gets
+    the same location as a plain resolution and never imports SQLAlchemy."""
+    from jupyter_mltrack.models.uri import resolve_model_uri
+    from jupyter_mltrack.tracking.client import Client
+
+    uri = "models:/ChurnPredictor/Production"
+    done = subprocess.run(
+        [sys.executable, "-c", _RESOLVE_IN_CHILD, uri],
+        env=churn["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    expected_path = resolve_model_uri(uri, Client(churn["store"])).local_path
+    assert report == {"forked": True, "path": expected_path, "version": 1, "sqlalchemy": False}
+
+
+_RESOLVE_ERRORS_IN_CHILD = """
+import json, sys
+from jupyter_mltrack.exceptions import MlflowException
+from jupyter_mltrack.serving.early_resolve import EarlyResolution
+for uri in sys.argv[1:]:
+    resolving = EarlyResolution(uri, None)
+    forked = bool(resolving._pid)
+    try:
+        resolving.result()
+        print(json.dumps([uri, forked, None, None]))
+    except MlflowException as exc:
+        print(json.dumps([uri, forked, type(exc).__name__, exc.message]))
+"""
+
+
+def test_early_resolution_raises_what_a_plain_resolution_raises(churn: dict[str, Any]) -> None:
+    from jupyter_mltrack.exceptions import MlflowException
+    from jupyter_mltrack.models.uri import resolve_model_uri
+    from jupyter_mltrack.tracking.client import Client
+
+    uris = ["runs:/0123456789abcdef/model", "models:/NoSuchModel/Production", "/no/such/dir"]
+    done = subprocess.run(
+        [sys.executable, "-c", _RESOLVE_ERRORS_IN_CHILD, *uris],
+        env=churn["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    reports = [json.loads(line) for line in done.stdout.strip().splitlines()]
+    for uri, (reported_uri, forked, kind, message) in zip(uris, reports, strict=True):
+        with pytest.raises(MlflowException) as plain:
+            resolve_model_uri(uri, Client(churn["store"]))
+        assert (reported_uri, kind, message) == (
+            uri,
+            type(plain.value).__name__,
+            plain.value.message,
+        )
+        assert forked  # a fresh single-threaded process resolves in a forked child
+
+
+def test_early_resolution_does_not_fork_with_threads_running(churn: dict[str, Any]) -> None:
+    import threading
+
+    from jupyter_mltrack.serving.early_resolve import EarlyResolution
+
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait)
+    worker.start()
+    try:
+        resolving = EarlyResolution(churn["run_uri"], churn["store"])
+        assert resolving._pid == 0  # forking a threaded process is unsafe: resolved in process
+        assert resolving.result().local_path.endswith("model")
+    finally:
+        stop.set()
+        worker.join()

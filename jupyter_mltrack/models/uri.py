@@ -52,10 +52,13 @@ def parse_runs_uri(uri: str) -> tuple[str, str]:
 
 def resolve_model_uri(model_uri: str, client: object | None = None) -> ResolvedModel:
     """Resolve any model URI to a local directory (no copy for local stores)."""
-    from jupyter_mltrack.tracking.client import Client
-
     uri = os.fspath(model_uri)
-    client = client or Client()
+    if not uri.startswith(("runs:/", "models:/")):
+        return _resolve_path(uri, model_uri)
+    if client is None:  # a plain path needs no store (nor SQLAlchemy)
+        from jupyter_mltrack.tracking.client import Client
+
+        client = Client()
     if uri.startswith("runs:/"):
         run_id, path = parse_runs_uri(uri)
         local, source = _run_artifact_path(client, run_id, path)
@@ -65,8 +68,10 @@ def resolve_model_uri(model_uri: str, client: object | None = None) -> ResolvedM
         model = client.get_logged_model(id_match.group("model_id"))  # type: ignore[attr-defined]
         local = fetch_artifacts(model.artifact_location, _tracking_uri(client))
         return ResolvedModel(local, run_id=model.source_run_id, source=model.artifact_location)
-    if uri.startswith("models:/"):
-        return _resolve_registered(client, uri)
+    return _resolve_registered(client, uri)
+
+
+def _resolve_path(uri: str, model_uri: Any) -> ResolvedModel:
     parsed = urlparse(uri)
     if parsed.scheme == "file":
         uri = unquote(parsed.path)

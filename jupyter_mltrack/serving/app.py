@@ -138,13 +138,18 @@ class ModelSlot:
         return old
 
 
-def load_served_model(model_uri: str, tracking_uri: str | None = None) -> ServedModel:
-    """Resolve and load ``model_uri`` (any URI ``pyfunc.load_model`` takes) for serving."""
-    from jupyter_mltrack.models.uri import resolve_model_uri
+def load_served_model(
+    model_uri: str, tracking_uri: str | None = None, resolved: Any = None
+) -> ServedModel:
+    """Resolve (unless ``resolved`` is given) and load ``model_uri`` (any URI
+    ``pyfunc.load_model`` takes) for serving."""
     from jupyter_mltrack.pyfunc import load_model
-    from jupyter_mltrack.tracking.client import Client
 
-    resolved = resolve_model_uri(model_uri, Client(tracking_uri) if tracking_uri else None)
+    if resolved is None:
+        from jupyter_mltrack.models.uri import resolve_model_uri
+        from jupyter_mltrack.tracking.client import Client
+
+        resolved = resolve_model_uri(model_uri, Client(tracking_uri) if tracking_uri else None)
     model = load_model(resolved.local_path)
     return ServedModel(model, model_uri, resolved)
 
