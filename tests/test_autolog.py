@@ -453,13 +453,16 @@ def test_exclude_flavors_and_integration_registry():
     import jupyter_mltrack
     from jupyter_mltrack import autolog as package
 
-    jupyter_mltrack.autolog(exclude_flavors=["sklearn"])
+    every = ["sklearn", "xgboost", "lightgbm", "pytorch", "keras"]
+    assert [i.flavor for i in package.integrations()] == every
+    jupyter_mltrack.autolog(exclude_flavors=every)
     assert package.enabled_integrations() == []
+    jupyter_mltrack.autolog(exclude_flavors=["keras", "xgboost"])
+    assert package.enabled_integrations() == ["sklearn", "lightgbm", "pytorch"]
     jupyter_mltrack.autolog()
-    assert package.enabled_integrations() == ["sklearn"]
+    assert package.enabled_integrations() == every  # all installed here
     package(disable=True)  # the package module is callable too
     assert package.enabled_integrations() == []
-    assert [i.flavor for i in package.integrations()] == ["sklearn"]
 
 
 def test_signatures_are_mlflows():
@@ -580,3 +583,30 @@ def test_fit_in_track_cell_logs_into_the_cell_run(ip):
     assert "training_accuracy_score" in run.data.metrics
     assert {"model", "coefficients.png"} <= set(_artifacts(mlflow, run.info.run_id))
     assert not any(a.startswith("figures/") for a in _artifacts(mlflow, run.info.run_id))
+
+
+def test_autolog_imports_no_framework_until_the_user_does():
+    """``autolog()`` hooks every integration in without importing its framework (scikit-learn's
+    patching alone imports every estimator module, ~2 s); importing one patches it."""
+    import subprocess
+    import sys
+
+    code = """
+import json, sys
+import jupyter_mltrack as mlflow
+mlflow.autolog()
+heavy = ["sklearn", "torch", "pytorch_lightning", "keras", "xgboost", "lightgbm"]
+before = [name for name in heavy if name in sys.modules]
+on = mlflow.autolog.enabled_integrations()
+import sklearn.linear_model
+patched = hasattr(sklearn.linear_model.LogisticRegression.fit, "__wrapped__")
+print(json.dumps([before, on, patched, [n for n in heavy if n in sys.modules]]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    before, on, patched, after = json.loads(done.stdout.strip().splitlines()[-1])
+    assert before == []
+    assert on == ["sklearn", "xgboost", "lightgbm", "pytorch", "keras"]  # on, waiting for imports
+    assert patched
+    assert after == ["sklearn"]

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_mltrack.autolog import patching
+from jupyter_mltrack.autolog import import_hooks, patching
 from jupyter_mltrack.autolog import sklearn_content as content
 from jupyter_mltrack.autolog.patching import FitRun, PatchSet
 from jupyter_mltrack.entities import Metric, Param, RunStatus, RunTag
@@ -60,6 +60,7 @@ class AutologConfig:
     registered_model_name: str | None = None
     pos_label: Any = None
     extra_tags: dict[str, Any] = field(default_factory=dict)
+    disable_for_unsupported_versions: bool = False
 
 
 _config: AutologConfig | None = None
@@ -120,6 +121,7 @@ def autolog(
     with _enable_lock:
         if disable:
             _config = None
+            import_hooks.cancel("sklearn", _on_sklearn_import)
             _patches.restore()
             return
         if max_tuning_runs is not None and (
@@ -141,24 +143,6 @@ def autolog(
             raise InvalidParameterValue(
                 f"extra_tags must be a dict, got {type(extra_tags).__name__}."
             )
-        if disable_for_unsupported_versions and not _version_supported():
-            import sklearn
-
-            _config = None
-            _patches.restore()
-            if not silent:
-                low, high = (".".join(map(str, v)) for v in SUPPORTED_VERSIONS)
-                warnings.warn(
-                    f"scikit-learn {sklearn.__version__} is outside the versions autologging is "
-                    f"tested with ({low} to {high}.x); autologging stays off for it "
-                    "(disable_for_unsupported_versions=True).",
-                    UserWarning,
-                    stacklevel=3,
-                )
-            return
-        if not _patches.active:  # once: enabling again only changes the options
-            _register_dispatcher()
-            _patches.apply(_targets(), _wrap)
         patching.forget_warnings()
         _config = AutologConfig(
             log_input_examples=log_input_examples,
@@ -171,11 +155,43 @@ def autolog(
             registered_model_name=registered_model_name,
             pos_label=pos_label,
             extra_tags=dict(extra_tags or {}),
+            disable_for_unsupported_versions=disable_for_unsupported_versions,
         )
+        import_hooks.cancel("sklearn", _on_sklearn_import)
+    # patching imports every estimator module (~2 s): done when the user imports scikit-learn
+    # (at once if it is imported already), outside the lock the callback takes
+    import_hooks.when_imported("sklearn", _on_sklearn_import)
+
+
+def _on_sklearn_import(_module: Any) -> None:
+    global _config
+    with _enable_lock:
+        config = _config
+        if config is None:  # disabled before scikit-learn was imported
+            return
+        if config.disable_for_unsupported_versions and not _version_supported():
+            import sklearn
+
+            _config = None
+            _patches.restore()
+            if not config.silent:
+                low, high = (".".join(map(str, v)) for v in SUPPORTED_VERSIONS)
+                warnings.warn(
+                    f"scikit-learn {sklearn.__version__} is outside the versions autologging is "
+                    f"tested with ({low} to {high}.x); autologging stays off for it "
+                    "(disable_for_unsupported_versions=True).",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            return
+        if not _patches.active:  # once: enabling again only changes the options
+            _register_dispatcher()
+            _patches.apply(_targets(), _wrap)
 
 
 def is_enabled() -> bool:
-    return _config is not None and _patches.active
+    """On: patched, or waiting for scikit-learn to be imported to patch it."""
+    return _config is not None and (_patches.active or import_hooks.pending("sklearn"))
 
 
 def _version_supported() -> bool:
