@@ -139,6 +139,53 @@ def test_digest_is_stable_across_processes():
     assert len(there["pandas"]) == dataset_module.DIGEST_LENGTH
 
 
+_DIGESTS_OF_EDITS = """
+import json
+import numpy as np
+import pandas as pd
+from jupyter_mltrack import data
+
+def digests(frame, array):
+    return [data.from_pandas(frame).digest, data.from_numpy(array).digest]
+
+n = 1_200_000  # over FULL_HASH_ROWS: the sampled digest
+big = pd.DataFrame({"v": np.arange(n, dtype=np.float64), "s": np.arange(n) % 7})
+big["s"] = big["s"].astype(str)
+array = np.arange(n * 2, dtype=np.int32).reshape(n, 2)
+small = pd.DataFrame({"x": [1.0, 2.5, -3.0], "s": ["a", "b", "c"]})
+out = {"same": digests(big, array) + [data.from_pandas(small).digest]}
+big.loc[n - 1, "v"] = -1.0  # the last row is always in the sample
+array[0, 1] = 7  # so is the first
+small.loc[1, "s"] = "B"
+out["edited"] = digests(big, array) + [data.from_pandas(small).digest]
+print(json.dumps(out))
+"""
+
+
+def test_digests_agree_between_two_processes_and_see_one_changed_value():
+    """Two fresh interpreters (different hash seeds) build the same data: same digests; each
+    then changes one value per dataset: every digest changes, identically in both."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(_DIGESTS_OF_EDITS)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={"PYTHONHASHSEED": seed, "PATH": ""},
+        )
+        for seed in ("1", "2")
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+    first, second = results
+    assert first == second
+    assert all(a != b for a, b in zip(first["same"], first["edited"]))
+    assert len(set(first["same"] + first["edited"])) == 6
+
+
 def test_digest_changes_with_any_value_name_or_type():
     base = data.from_pandas(_frame()).digest
     assert data.from_pandas(_frame().copy()).digest == base  # content, not identity

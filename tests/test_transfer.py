@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from jupyter_mltrack.cli import main
-from jupyter_mltrack.entities import Metric, Param, Run, RunTag
+from jupyter_mltrack.entities import DatasetInput, InputTag, Metric, Param, Run, RunTag
 from jupyter_mltrack.store import forget_stores
 from jupyter_mltrack.tracking.client import Client
 from jupyter_mltrack.transfer import TransferError
@@ -40,9 +40,29 @@ def _cli(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
+def _dataset_inputs(e: int) -> list[DatasetInput]:
+    """A DataFrame with a file source and a numpy array from code, as ``log_input`` makes them."""
+    import numpy as np
+    import pandas as pd
+
+    from jupyter_mltrack import data
+
+    frame = pd.DataFrame({"x": [1.0, 2.0 + e, 3.0], "label": ["a", "b", "c"]})
+    train = data.from_pandas(frame, source="data/train.csv", targets="label", name="train")
+    test = data.from_numpy(np.arange(6.0 + e).reshape(-1, 1), name="X_test")
+    return [
+        DatasetInput(
+            train._to_mlflow_entity(),
+            [InputTag("mlflow.data.context", "training"), InputTag("fold", str(e))],
+        ),
+        DatasetInput(test._to_mlflow_entity(), [InputTag("mlflow.data.context", "eval")]),
+    ]
+
+
 def _fill(uri: str, tag: str) -> dict[str, Any]:
-    """Two experiments (nested runs, long histories, NaN, artifacts) and a registered model with
-    three versions in stages and two aliases. Names end in ``tag`` (servers are shared)."""
+    """Two experiments (nested runs, long histories, NaN, dataset inputs, artifacts) and a
+    registered model with three versions in stages and two aliases. Names end in ``tag``
+    (servers are shared)."""
     client = Client(uri)
     names = [f"vision-{tag}", f"nlp-{tag}"]
     model = f"clf-{tag}"
@@ -62,6 +82,7 @@ def _fill(uri: str, tag: str) -> dict[str, Any]:
         client.log_batch(pid, metrics=loss, synchronous=True)
         client.log_metric(pid, "odd", float("nan"), timestamp=T0, step=0, synchronous=True)
         client.log_metric(pid, "odd", -1.5, timestamp=T0 + 1, step=1, synchronous=True)
+        client.log_inputs(pid, _dataset_inputs(e))
         client.log_text(pid, f"hello {e}", "notes/readme.txt")
         client.log_bytes(pid, bytes(range(256)) * 40, "bin/blob.dat")
         client.log_text(pid, "flavor: none\n", "model/MLmodel")
@@ -82,6 +103,8 @@ def _fill(uri: str, tag: str) -> dict[str, Any]:
                 params=[Param("fold", str(c))],
                 synchronous=True,
             )
+            if c == 0:
+                client.log_inputs(cid, _dataset_inputs(e)[:1])  # the parent's data again
             client.set_terminated(cid, "FAILED" if c else "FINISHED", end_time=T0 + 200 + c)
             runs.append(cid)
     client.create_run(client.get_experiment_by_name(names[1]).experiment_id, T0 + 999, None, "live")
@@ -110,6 +133,22 @@ def _runs_by_name(client: Client, experiment: str) -> dict[str, Run]:
 def _history(client: Client, run: Run, key: str) -> list[tuple[int, int, float]]:
     points = client.get_metric_history(run.info.run_id, key)
     return sorted((m.step, m.timestamp, m.value) for m in points)
+
+
+def _inputs(run: Run) -> list[tuple[Any, ...]]:
+    """Everything stored of a run's dataset inputs, in a comparable order."""
+    return sorted(
+        (
+            i.dataset.name,
+            i.dataset.digest,
+            i.dataset.source_type,
+            i.dataset.source,
+            i.dataset.schema,
+            i.dataset.profile,
+            tuple(sorted((t.key, t.value) for t in i.tags)),
+        )
+        for i in run.inputs.dataset_inputs
+    )
 
 
 def _same_values(a: list[tuple[int, int, float]], b: list[tuple[int, int, float]]) -> bool:
@@ -159,6 +198,11 @@ def _assert_same(a: Client, b: Client, data: dict[str, Any]) -> None:
             assert tags_a == tags_b, run_name
             if parent_a:  # remapped to the copied parent
                 assert b.get_run(parent_b).info.run_name == a.get_run(parent_a).info.run_name
+            assert _inputs(ra) == _inputs(rb), run_name
+            first_child = run_name.startswith("child") and run_name.endswith("-0")
+            expected = 2 if run_name.startswith("parent") else int(first_child)
+            assert len(_inputs(ra)) == expected, run_name  # not a comparison of nothing
+            assert _inputs(rb) == _inputs(b.get_run(rb.info.run_id)), run_name  # search = get
             assert set(ra.data.metrics) == set(rb.data.metrics)
             for key in ra.data.metrics:
                 assert _same_values(_history(a, ra, key), _history(b, rb, key)), (run_name, key)
@@ -181,6 +225,7 @@ def _export_import(src: str, server: str, back: str, names: list[str], tmp: Path
     assert out.exit_code == 0, out.output
     assert "verification OK" in out.output
     assert "Copied 7 runs (0 already done, 0 redone), 5,406 metric points" in out.output
+    assert "6 dataset inputs" in out.output
     out = _cli(
         "import", "--from", server, "--to", back, *filters, "--state-file", str(tmp / "i.db")
     )

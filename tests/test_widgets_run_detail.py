@@ -66,11 +66,12 @@ def test_params_metrics_and_tags_tabs(client, run_id):
     panel.wait()
     assert panel.last_error is None
     assert repr(panel) == "RunDetail: run 'detailed' (FINISHED), 2 params, 2 metrics"
-    titles = [panel.tabs.get_title(i) for i in range(5)]
+    titles = [panel.tabs.get_title(i) for i in range(6)]
     tags = [r["id"] for r in panel.tags_grid.rows]
     assert titles == [
         "Params (2)",
         "Metrics (2)",
+        "Inputs (0)",
         f"Tags ({len(tags)})",
         "Artifacts",
         "Cell source",
@@ -90,6 +91,55 @@ def test_params_metrics_and_tags_tabs(client, run_id):
     notes = panel.tags_grid.rows[0]["cells"]["value"]
     assert len(notes) == 300 and notes.endswith("…")
     assert panel.tags_grid.rows[-1]["classes"] == {"name": "mltrack-muted"}
+
+
+def test_dataset_inputs_tab(client, run_id):
+    import numpy as np
+    import pandas as pd
+
+    from jupyter_mltrack import data
+    from jupyter_mltrack.entities import Dataset, DatasetInput, InputTag
+
+    wide = pd.DataFrame({f"c{i}": [float(i)] for i in range(60)})
+    train = data.from_pandas(wide, source="s3://bucket/train.parquet", name="train")
+    arrays = data.from_numpy(np.zeros((5, 3)), targets=np.arange(5), name="X_test")
+    foreign = Dataset("from-elsewhere", "abc123", "delta", "not json", "{broken", None)
+    client.log_inputs(
+        run_id,
+        [
+            DatasetInput(
+                train._to_mlflow_entity(),
+                [InputTag("mlflow.data.context", "training"), InputTag("fold", "2")],
+            ),
+            DatasetInput(arrays._to_mlflow_entity(), [InputTag("mlflow.data.context", "eval")]),
+            DatasetInput(foreign),  # logged by some other tool: shown as stored, no error
+        ],
+    )
+    panel = RunDetail(run_id, client=client, background=False)
+    assert panel.last_error is None
+    assert panel.tabs.get_title(2) == "Inputs (3)"
+    assert panel.tabs.children[2] is panel.inputs_grid
+    assert repr(panel).endswith(", 3 inputs")
+    rows = {r["id"]: r["cells"] for r in panel.inputs_grid.rows}
+    assert rows[f"train@{train.digest}"] == {
+        "name": "train",
+        "digest": train.digest,
+        "context": "training",
+        "source": "s3: s3://bucket/train.parquet",
+        "rows": 1,
+        "schema": rows[f"train@{train.digest}"]["schema"],
+        "tags": "fold=2",
+    }
+    schema = rows[f"train@{train.digest}"]["schema"]
+    assert schema.startswith("c0: double, c1: double") and len(schema) <= 200
+    assert schema.endswith("…")  # 60 columns: cut for the table
+    x_test = rows[f"X_test@{arrays.digest}"]
+    assert x_test["context"] == "eval" and x_test["rows"] == 5
+    assert x_test["schema"] == "features: float64 [-1, 3], targets: int64 [-1]"
+    assert x_test["source"].startswith("code")
+    other = rows["from-elsewhere@abc123"]
+    assert other["source"] == "delta: not json" and other["schema"] == ""
+    assert other["rows"] is None and other["context"] == ""
 
 
 def test_cell_source_is_highlighted(client, run_id):
@@ -177,6 +227,7 @@ def test_empty_run_explains_itself(client):
     assert "No cell source" in panel.source_view.value
     assert "logged no metrics" in panel.metrics_grid.value
     assert panel.params_grid.rows == [] and panel.params_grid.empty_text == "No params logged"
+    assert panel.inputs_grid.rows == [] and panel.inputs_grid.empty_text == "No dataset inputs"
 
 
 def test_tracked_cell_run(ip):

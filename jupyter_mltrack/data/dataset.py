@@ -2,12 +2,16 @@
 schema and profile (MLflow's ``mlflow.data`` objects).
 
 The digest is a content hash, the same in every process and on every machine: SHA-256 over
-a canonical byte form (shape, column names and dtypes, then the values), cut to
-``DIGEST_LENGTH`` hex characters. Data up to ``FULL_HASH_ROWS`` rows is hashed whole, so
-changing any single value changes the digest. Larger data hashes ``SAMPLE_ROWS`` evenly
-spaced rows (always including the first and the last) plus its shape, which keeps logging a
-100-million-row frame to well under a second; an edit between sampled rows of such data is
-not seen, as in MLflow (which hashes only the first 10,000 rows).
+a canonical byte form, cut to ``DIGEST_LENGTH`` hex characters. For a DataFrame: its shape,
+each column's name and dtype in order, then pandas' own per-row hash
+(``pandas.util.hash_pandas_object`` with the index, a keyed hash with a fixed key, so no
+process-dependent seed; cells it cannot hash, such as lists, are hashed as their text). For
+numpy: each array's label, dtype string (byte order included) and shape, then its raw bytes
+(the ``repr`` of each value for object arrays). Data up to ``FULL_HASH_ROWS`` rows is hashed
+whole, so changing any single value changes the digest. Larger data hashes ``SAMPLE_ROWS``
+evenly spaced rows (``linspace(0, n - 1)``: always the first and the last) plus its full
+shape, about 10 ms for 10 million rows of a few columns; an edit between sampled rows of such
+data is not seen, as in MLflow (which hashes only the first 10,000 rows).
 """
 
 from __future__ import annotations
@@ -281,7 +285,9 @@ def _sample_positions(n: int) -> Any:
     import numpy as np
 
     positions = np.linspace(0, n - 1, num=SAMPLE_ROWS, dtype=np.int64)
-    return np.unique(positions)
+    if n >= SAMPLE_ROWS:  # steps of at least one row: already unique and sorted
+        return positions
+    return np.unique(positions)  # (sorting costs 15 ms for 100,000 rows)
 
 
 def _named_arrays(label: str, value: Any) -> list[tuple[str, Any]]:

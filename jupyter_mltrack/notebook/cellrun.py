@@ -15,9 +15,10 @@ from typing import Any
 from IPython.core.async_helpers import _pseudo_sync_runner
 from IPython.core.error import UsageError
 
+from jupyter_mltrack import system_metrics
 from jupyter_mltrack.entities import Metric, Param, RunStatus, RunTag
 from jupyter_mltrack.exceptions import MlflowException
-from jupyter_mltrack.notebook import capture, hidden_state
+from jupyter_mltrack.notebook import capture, frame_inputs, hidden_state
 from jupyter_mltrack.notebook.config import MLTrack
 from jupyter_mltrack.notebook.figures import FigureCapture
 from jupyter_mltrack.notebook.summary import RunSummary
@@ -66,6 +67,7 @@ class TrackedCell:
         self.notes: list[str] = []
         self.hidden: hidden_state.HiddenState | None = None
         self.transformed = cell
+        self.inputs: list[frame_inputs.CellInput] = []
 
     # -- before the cell ----------------------------------------------------------------------
     def _prepare(self) -> tuple[Any, Any, dict[str, str]]:
@@ -159,11 +161,17 @@ class TrackedCell:
         )
         if self.hidden is not None:
             tags = {**self.hidden.tags(MAX_TAG_VALUE_LENGTH), **tags}
+        if self.options.capture_inputs and not self.args.no_inputs:
+            # what the cell reads, as it is before the cell runs (see frame_inputs)
+            self.inputs = frame_inputs.collect(
+                transformed, shell.user_ns, self.notes, _notebook_path(shell)
+            )
         active = fluent.start_run(
             run_name=self.args.run_name,
             experiment_id=experiment_id,
             nested=self.args.nested or fluent.exported_run_id() is not None,
             tags=tags,
+            log_system_metrics=True if self.args.system_metrics else None,
         )
         active.nests_children = True
         run_id = active.info.run_id
@@ -238,6 +246,11 @@ class TrackedCell:
                     client.log_param(run_id, key, value)
                 except MlflowException:
                     self.notes.append(f"{key}: param already logged with another value")
+        n_inputs = 0
+        try:
+            n_inputs = frame_inputs.log(client, run_id, self.inputs)
+        except Exception as err:  # never lose the cell's result over a capture problem
+            self.notes.append(f"inputs not stored: {getattr(err, 'message', err)}")
         for name, png in images:
             client.log_bytes(run_id, png, name)
         if self.args.log_model and error is None:
@@ -254,6 +267,7 @@ class TrackedCell:
             while fluent.active_run() is not None and active in fluent._state.stack:
                 fluent.end_run(status)
             if client.get_run(run_id).info.status == RunStatus.RUNNING:
+                system_metrics.run_ending(run_id)
                 client.set_terminated(run_id, status)
         if self.options.summary:
             self._show_summary(
@@ -265,6 +279,7 @@ class TrackedCell:
                 len(images),
                 duration,
                 status,
+                n_inputs,
             )
 
     def _packages_tag(self) -> RunTag:
@@ -348,6 +363,7 @@ class TrackedCell:
         n_figures: int,
         duration: float,
         status: str,
+        n_inputs: int = 0,
     ) -> None:
         from IPython.display import display
 
@@ -365,6 +381,7 @@ class TrackedCell:
                 duration=duration,
                 notes=list(self.notes),
                 hidden_state=self.hidden.short() if self.hidden else [],
+                n_inputs=n_inputs,
             )
         )
 

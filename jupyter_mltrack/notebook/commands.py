@@ -193,12 +193,19 @@ def _show(shell: Any, options: MLTrack, args: Any) -> Any:
     ]
     rows += [[f"param {k}", v] for k, v in sorted(run.data.params.items())]
     rows += [[f"metric {k}", v] for k, v in sorted(run.data.metrics.items())]
+    rows += [[f"input {d.name}", d.one_line()] for d in _inputs(run)]
     rows += [[f"tag {k}", v] for k, v in sorted(run.data.tags.items()) if not k.endswith(".source")]
     rows += [
         [f"artifact {a.path}", "" if a.is_dir else f"{a.file_size} bytes"]
         for a in client.list_artifacts(run.info.run_id)
     ]
     return Table(f"Run {run.info.run_name}", ["", ""], rows)
+
+
+def _inputs(run: Any) -> list[Any]:
+    from jupyter_mltrack.data.describe import describe_input
+
+    return [describe_input(item) for item in run.inputs.dataset_inputs]
 
 
 def _compare(shell: Any, options: MLTrack, args: Any) -> Any:

@@ -32,6 +32,9 @@ class MLTrack(Configurable):
         config=True
     )
     capture_source = Bool(True, help="Record the cell's source with its run.").tag(config=True)
+    capture_inputs = Bool(
+        True, help="Record the DataFrames and arrays a tracked cell reads as dataset inputs."
+    ).tag(config=True)
     summary = Bool(True, help="Show a one-line summary under each tracked cell.").tag(config=True)
 
     @validate("tracking_uri", "experiment")

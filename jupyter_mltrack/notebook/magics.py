@@ -37,14 +37,24 @@ class MLTrackMagics(Magics):
     @argument("--register", metavar="NAME", help="With --log-model: register it as NAME.")
     @argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="A tag (repeatable).")
     @argument("--nested", action="store_true", help="Run as a child of the active run.")
+    @argument(
+        "--no-inputs", action="store_true", help="Do not record the data the cell reads as inputs."
+    )
+    @argument(
+        "--system-metrics",
+        action="store_true",
+        help="Log CPU, memory, disk, network (and GPU) use while the cell runs.",
+    )
     @cell_magic
     def track(self, line: str, cell: str) -> None:
         """Run the cell as a tracked run: params, metrics, figures and source captured.
 
         Params are top-level assignments of literals (``lr = 1e-3``); metrics are top-level
         names holding a real scalar after the cell (``accuracy = score(...)``); figures are the
-        matplotlib figures the cell creates or draws. MLflow calls inside the cell log into its
-        run, and ``with mlflow.start_run():`` opens a child run.
+        matplotlib figures the cell creates or draws; inputs are the DataFrames, Series and
+        numpy arrays the cell reads (a digest, not a copy). MLflow calls inside the cell log
+        into its run, and ``with mlflow.start_run():`` opens a child run. System metrics are
+        logged with ``--system-metrics`` or after ``mlflow.enable_system_metrics_logging()``.
         """
         from jupyter_mltrack.notebook.cellrun import TrackedCell
 

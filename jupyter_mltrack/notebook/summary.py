@@ -27,6 +27,7 @@ class RunSummary:
     duration: float
     notes: list[str] = field(default_factory=list)
     hidden_state: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    n_inputs: int = 0  # dataset inputs the cell read (shown when there are some)
 
     def _warning(self) -> str:
         """``⚠ hidden state: x (later cell), df (deleted cell)``, or empty."""
@@ -43,6 +44,7 @@ class RunSummary:
                 _plural(self.n_metrics, "metric"),
                 _plural(self.n_figures, "figure"),
             ]
+            + ([_plural(self.n_inputs, "input")] if self.n_inputs else [])
         )
         return mark, what, f"{self.duration:.2f} s"
 

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jupyter_mltrack import system_metrics
 from jupyter_mltrack.entities import (
     Dataset,
     DatasetInput,
@@ -190,7 +191,12 @@ def start_run(
     description: str | None = None,
     log_system_metrics: bool | None = None,
 ) -> ActiveRun:
-    """Start (or resume, with ``run_id``) a run and make it active; use it in ``with``."""
+    """Start (or resume, with ``run_id``) a run and make it active; use it in ``with``.
+
+    ``log_system_metrics=True`` samples CPU, memory, disk, network (and NVIDIA GPUs) in a
+    background thread until the run ends; None follows ``enable_system_metrics_logging()`` /
+    ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING`` (see ``jupyter_mltrack.system_metrics``).
+    """
     stack = _state.stack
     if run_id is None and parent_run_id is None and not stack:
         exported = exported_run_id()
@@ -225,6 +231,7 @@ def start_run(
         run = client.create_run(exp_id, tags=all_tags, run_name=run_name)
     active = ActiveRun(run, client)
     stack.append(active)
+    system_metrics.run_started(active.info.run_id, client, log_system_metrics, run_id is not None)
     return active
 
 
@@ -241,6 +248,7 @@ def end_run(status: str = RunStatus.FINISHED) -> None:
     if not stack:
         return
     run = stack.pop()
+    system_metrics.run_ending(run.info.run_id)  # its last system step is written before the end
     info = run._client.set_terminated(run.info.run_id, status)
     run.info.status, run.info.end_time = info.status, info.end_time
     _state.last = run
@@ -537,6 +545,7 @@ def reset_state() -> None:
     from jupyter_mltrack.store import forget_stores
     from jupyter_mltrack.tracking.writer import flush_all, forget_writers
 
+    system_metrics.run_ending(None)
     flush_all()
     _state.stack.clear()
     _state.last = None

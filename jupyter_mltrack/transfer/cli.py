@@ -145,6 +145,7 @@ def run_transfer(
     line = (
         f"Copied {summary.runs_copied} runs ({summary.runs_skipped} already done, "
         f"{summary.runs_redone} redone), {summary.points:,} metric points, "
+        f"{summary.inputs} dataset inputs, "
         f"{summary.artifact_files} artifact files, {summary.models_copied} registered models "
         f"({summary.versions_copied} versions) from {source} to {destination} in "
         f"{seconds:.1f} s; verification {'OK' if report.ok else 'FAILED'}."

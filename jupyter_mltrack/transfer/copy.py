@@ -3,8 +3,8 @@
 What is kept: experiment names and tags (an experiment of the same name in the destination is
 reused); for each active run its name, start and end times, status, params, every point of
 every metric history (value, step, timestamp), every tag (system tags included;
-``mlflow.parentRunId`` points at the copied parent, so parents are copied first) and every
-artifact file; registered models with description and tags, their versions (description,
+``mlflow.parentRunId`` points at the copied parent, so parents are copied first), every dataset
+input (name, digest, source, schema, profile and the input's tags) and every artifact file; registered models with description and tags, their versions (description,
 tags, stage, and a source moved to the copied run's artifacts) and aliases.
 
 What the protocol cannot keep: ids and version numbers are the destination's (a source with
@@ -153,6 +153,7 @@ class Summary:
     runs_skipped: int = 0
     runs_redone: int = 0
     points: int = 0
+    inputs: int = 0
     artifact_files: int = 0
     models_copied: int = 0
     versions_copied: int = 0
@@ -376,6 +377,9 @@ class Transfer:
         params = [Param(k, v) for k, v in run.data.params.items()]
         if params:
             self.dst.log_batch(dst_id, params=params, synchronous=True)
+        if run.inputs.dataset_inputs:
+            self.dst.log_inputs(dst_id, run.inputs.dataset_inputs)
+            self.summary.inputs += len(run.inputs.dataset_inputs)
         for key in sorted(run.data.metrics):
             history = self.src.get_metric_history(src_id, key)
             for start in range(0, len(history), POINTS_PER_BATCH):

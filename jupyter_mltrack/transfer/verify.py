@@ -1,8 +1,8 @@
 """Counts on both sides of a transfer, compared: the proof that nothing was lost or doubled.
 
 Each count is read again from the stores (nothing is taken from the copier's own tallies):
-experiments, runs, params, tags, metric points (the sum of every history's length), artifact
-files and bytes, registered models, versions, versions in a stage, aliases. Runs are compared
+experiments, runs, params, tags, metric points (the sum of every history's length), dataset
+inputs, artifact files and bytes, registered models, versions, versions in a stage, aliases. Runs are compared
 pair by pair through the transfer's journal; the destination's run count is the number of
 active runs in its experiments minus those that were there before the transfer, so a duplicate
 left by an interrupted attempt shows up.
@@ -32,6 +32,7 @@ class Counts:
     params: int = 0
     tags: int = 0
     metric_points: int = 0
+    dataset_inputs: int = 0
     artifact_files: int = 0
     artifact_bytes: int = 0
     registered_models: int = 0
@@ -69,8 +70,13 @@ class Report:
 
 
 def run_counts(client: Client, run: Run) -> Counts:
-    """Params, tags, metric points and artifacts of one run."""
-    counts = Counts(runs=1, params=len(run.data.params), tags=len(run.data.tags))
+    """Params, tags, metric points, dataset inputs and artifacts of one run."""
+    counts = Counts(
+        runs=1,
+        params=len(run.data.params),
+        tags=len(run.data.tags),
+        dataset_inputs=len(run.inputs.dataset_inputs),
+    )
     for key in run.data.metrics:
         counts.metric_points += len(client.get_metric_history(run.info.run_id, key))
     if run.info.artifact_uri:

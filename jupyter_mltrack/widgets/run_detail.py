@@ -1,5 +1,5 @@
-"""``RunDetail``: one run — params, metrics with sparklines, tags, an artifact browser with
-previews of images, JSON and text, and the cell source that made the run.
+"""``RunDetail``: one run — params, metrics with sparklines, dataset inputs, tags, an artifact
+browser with previews of images, JSON and text, and the cell source that made the run.
 
 The metrics table is HTML rather than a ``DataGrid``: the grid shows text only, and each row
 carries an inline SVG sparkline (a 64-point ``get_metric_series``, min/max-bucketed in the
@@ -37,7 +37,17 @@ _BINARY_NAMES = (
     ".sqlite .pdf"
 )
 BINARY_EXTENSIONS = frozenset(_BINARY_NAMES.split())
-TAB_TITLES = ("Params", "Metrics", "Tags", "Artifacts", "Cell source")
+TAB_TITLES = ("Params", "Metrics", "Inputs", "Tags", "Artifacts", "Cell source")
+COLUMNS_TEXT_LIMIT = 200  # the schema cell of an input
+INPUT_COLUMNS = [
+    {"key": "name", "label": "dataset"},
+    {"key": "digest", "label": "digest"},
+    {"key": "context", "label": "context"},
+    {"key": "source", "label": "source"},
+    {"key": "rows", "label": "rows", "align": "right"},
+    {"key": "schema", "label": "columns"},
+    {"key": "tags", "label": "tags"},
+]
 _INDENT = "\u00a0\u00a0\u00a0"  # option labels collapse ordinary spaces
 
 
@@ -58,6 +68,29 @@ def tag_order(tags: dict[str, str]) -> list[str]:
     source tag is left out (it has its own tab)."""
     keys = [k for k in tags if k not in HIDDEN_TAGS]
     return sorted(keys, key=lambda k: (k.startswith(SYSTEM_PREFIXES), k.startswith("mlflow."), k))
+
+
+def input_rows(inputs: Sequence[Any]) -> list[dict[str, Any]]:
+    """DataGrid rows of a run's dataset inputs (``run.inputs.dataset_inputs``)."""
+    from jupyter_mltrack.data.describe import describe_input
+
+    rows = []
+    for item in inputs:
+        d = describe_input(item)
+        schema = d.columns_text()
+        if len(schema) > COLUMNS_TEXT_LIMIT:
+            schema = schema[: COLUMNS_TEXT_LIMIT - 1] + "…"
+        cells = {
+            "name": d.name,
+            "digest": d.digest,
+            "context": d.context,
+            "source": f"{d.source_type}: {d.source}" if d.source else d.source_type,
+            "rows": d.rows,
+            "schema": schema,
+            "tags": ", ".join(f"{k}={v}" for k, v in sorted(d.tags.items())),
+        }
+        rows.append({"id": f"{d.name}@{d.digest}", "cells": cells})
+    return rows
 
 
 def highlight_python(source: str) -> str:
@@ -111,6 +144,9 @@ class RunDetail(Panel):
     ----------
     params_grid, tags_grid : DataGrid
         Params; tags with user tags first and ``mltrack.*``/``mlflow.*`` ones after (muted).
+    inputs_grid : DataGrid
+        Dataset inputs: name, digest, context, source type and location, rows, schema columns
+        and the other input tags.
     metrics_grid : HTML
         Latest value, step range, min, max and a sparkline per metric.
     artifact_tree, preview
@@ -150,6 +186,8 @@ class RunDetail(Panel):
             [{"id": k, "cells": {"name": k, "value": v}} for k, v in sorted(data.params.items())],
         )
         self.metrics_grid = w.HTML(self._metrics_html({}, loaded=False))
+        self.inputs_grid = DataGrid(selection_mode="none", empty_text="No dataset inputs")
+        self.inputs_grid.set_data(INPUT_COLUMNS, input_rows(self.run.inputs.dataset_inputs))
         self.tags_grid = DataGrid(selection_mode="none", empty_text="No tags")
         self.tags_grid.set_data(
             [{"key": "name", "label": "tag"}, {"key": "value", "label": "value"}],
@@ -165,12 +203,20 @@ class RunDetail(Panel):
             children=[
                 self.params_grid,
                 self.metrics_grid,
+                self.inputs_grid,
                 self.tags_grid,
                 w.HBox([self.artifact_tree, self.preview]),
                 self.source_view,
             ]
         )
-        counts = (len(data.params), len(data.metrics), len(self.tags_grid.rows), None, None)
+        counts = (
+            len(data.params),
+            len(data.metrics),
+            len(self.inputs_grid.rows),
+            len(self.tags_grid.rows),
+            None,
+            None,
+        )
         for index, (title, count) in enumerate(zip(TAB_TITLES, counts)):
             self.tabs.set_title(index, title if count is None else f"{title} ({count})")
         self.artifact_tree.observe(self._tree_changed, names="value")
@@ -182,9 +228,11 @@ class RunDetail(Panel):
 
     def __repr__(self) -> str:
         data = self.run.data
+        inputs = len(self.run.inputs.dataset_inputs)
         return (
             f"RunDetail: run {self.run.info.run_name!r} ({self.run.info.status}), "
             f"{len(data.params)} params, {len(data.metrics)} metrics"
+            + (f", {inputs} inputs" if inputs else "")
         )
 
     # -- header, tags, metrics ------------------------------------------------------------
