@@ -597,7 +597,8 @@ import jupyter_mltrack as mlflow
 mlflow.autolog()
 heavy = ["sklearn", "torch", "pytorch_lightning", "keras", "xgboost", "lightgbm"]
 before = [name for name in heavy if name in sys.modules]
-on = mlflow.autolog.enabled_integrations()
+from jupyter_mltrack.autolog import enabled_integrations
+on = enabled_integrations()
 import sklearn.linear_model
 patched = hasattr(sklearn.linear_model.LogisticRegression.fit, "__wrapped__")
 print(json.dumps([before, on, patched, [n for n in heavy if n in sys.modules]]))
