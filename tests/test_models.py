@@ -247,9 +247,9 @@ def test_metadata_is_stored_as_plain_data(mlf, tmp_path):
 
 def test_unknown_loader_module(saved):
     meta = yaml.safe_load((saved / "MLmodel").read_text())
-    meta["flavors"]["python_function"]["loader_module"] = "mlflow.xgboost"
+    meta["flavors"]["python_function"]["loader_module"] = "mlflow.h2o"
     (saved / "MLmodel").write_text(yaml.safe_dump(meta))
-    with pytest.raises(InvalidModelError, match=r"needs the loader module 'mlflow\.xgboost'"):
+    with pytest.raises(InvalidModelError, match=r"needs the loader module 'mlflow\.h2o'"):
         mlflow.pyfunc.load_model(str(saved))
 
 

@@ -76,9 +76,41 @@ def bar_chart_png(
     if n_series > 1 and series is not None:
         axes.legend(title=series_title, fontsize="small")
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    # light compression: a third of the encoding time, the same pixels (charts are small)
+    figure.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})
     return buffer.getvalue()
 
 
 def _short(label: str, limit: int = 40) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "\u2026"
+
+
+def feature_importance_png(names: Sequence[str], values: Any, importance_type: str) -> bytes | None:
+    """The feature importance chart of a boosted model (MLflow's
+    ``feature_importance_{type}.png``), or None when there is nothing to draw.
+
+    Parameters
+    ----------
+    names
+        One name per feature.
+    values
+        Shape ``(n_features,)``, or ``(n_classes, n_features)`` for per-class importances
+        (XGBoost's linear booster on a multiclass objective).
+    importance_type
+        The kind of importance (``weight``, ``gain``, ``split``...), shown in the title.
+    """
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    if not len(names) or data.size == 0:
+        return None
+    series = None
+    if data.ndim == 2 and data.shape[0] > 1:
+        series = [f"class {i}" for i in range(data.shape[0])]
+    return bar_chart_png(
+        names,
+        data,
+        title=f"Feature importance ({importance_type})",
+        xlabel=f"importance ({importance_type})",
+        series=series,
+    )

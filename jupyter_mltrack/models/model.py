@@ -274,6 +274,39 @@ def copy_code_paths(code_paths: list[str] | None, target: str) -> str | None:
     return "code"
 
 
+EXTRA_FILES_DIR = "extra_files"
+
+
+def check_extra_files(extra_files: Any) -> list[str]:
+    """The local files of MLflow 3's ``extra_files=[...]`` argument, checked before saving."""
+    if extra_files is None:
+        return []
+    if isinstance(extra_files, (str, os.PathLike)) or not isinstance(extra_files, (list, tuple)):
+        raise InvalidParameterValue(
+            f"extra_files must be a list of file paths, got {type(extra_files).__name__}."
+        )
+    files = [os.fspath(f) for f in extra_files]
+    files = [f[len("file://") :] if f.startswith("file://") else f for f in files]
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise InvalidParameterValue(f"extra_files: no such file(s): {', '.join(missing)}.")
+    return files
+
+
+def copy_extra_files(files: list[str], target: str) -> dict[str, Any]:
+    """Copy checked extra files into ``extra_files/``; the flavor configuration entry (MLflow's
+    ``{"extra_files": [{"path": "extra_files/<name>"}]}``, empty when there are none)."""
+    if not files:
+        return {}
+    folder = os.path.join(target, EXTRA_FILES_DIR)
+    os.makedirs(folder, exist_ok=True)
+    entries = []
+    for file in files:
+        shutil.copyfile(file, os.path.join(folder, os.path.basename(file)))
+        entries.append({"path": f"{EXTRA_FILES_DIR}/{os.path.basename(file)}"})
+    return {EXTRA_FILES_DIR: entries}
+
+
 def add_code_paths(model_path: str, code: str | None) -> None:
     import sys
 
