@@ -61,6 +61,10 @@ _LOADERS = {
     "mlflow.sklearn": "jupyter_mltrack.sklearn",
     "jupyter_mltrack.pyfunc": "jupyter_mltrack.pyfunc",
     "mlflow.pyfunc.model": "jupyter_mltrack.pyfunc",
+    "mlflow.pytorch": "jupyter_mltrack.pytorch",
+    "mlflow.xgboost": "jupyter_mltrack.xgboost",
+    "mlflow.lightgbm": "jupyter_mltrack.lightgbm",
+    "mlflow.keras": "jupyter_mltrack.keras",
 }
 _ARTIFACT_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -214,7 +218,8 @@ class PyFuncModel:
         for attr in ("python_model", "sk_model"):
             if hasattr(impl, attr):
                 return getattr(impl, attr)
-        return impl
+        raw = getattr(impl, "get_raw_model", None)  # flavors' wrappers, as in MLflow
+        return raw() if callable(raw) else impl
 
     def __repr__(self) -> str:
         meta = self._model_meta
@@ -264,7 +269,8 @@ def load_model(
             raise InvalidModelError(
                 f"The model at {path} needs the loader module {loader!r}, which is not "
                 f"available here ({exc}). Its flavors: {', '.join(sorted(meta.flavors))}; "
-                "jupyter_mltrack loads sklearn and python_function (custom) models."
+                "jupyter_mltrack loads sklearn, pytorch, keras, xgboost, lightgbm and "
+                "python_function (custom) models."
             ) from None
         data = conf.get(DATA) or conf.get("model_path")
         impl = module._load_pyfunc(os.path.join(path, data) if data else path)
