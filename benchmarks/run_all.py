@@ -47,7 +47,11 @@ BENCHMARKS = {
     "serve": "bench_serve.py",
     "panels": "bench_panels.py",
     "server": "bench_server.py",
+    "autolog": "bench_autolog.py",
 }
+# Workloads whose MLflow side needs torch and pytorch-lightning in its venv (setup_mlflow_venv.sh
+# installs them only when asked, so the test suite's call of the script stays fast).
+NEEDS_TORCH = {"autolog"}
 # Workloads that measure both sides in one process (under our venv; it starts MLflow's side from
 # its own venv) and return {"mltrack": {...}, "mlflow": {...}, shared keys...}.
 PAIRED = {"server"}
@@ -75,7 +79,7 @@ class Row:
     ours: str | Callable[[Result | None], str] | None
     theirs: str | Callable[[Result | None], str] | None
     unit: str = "s"  # s: seconds, lower is better; B: bytes; MB: mebibytes; n: count;
-    # /s: rate, higher is better
+    # %: percent, lower is better; /s: rate, higher is better
     target: str = ""
     check: Callable[[float | None, float | None], bool | None] | None = None
     ratio: bool = True
@@ -107,7 +111,8 @@ class Row:
             return None
         if self.unit == "/s":
             return a / b if b else None
-        return b / a if a else None
+        # A time (or an overhead) of zero or less: within the noise, no ratio to speak of.
+        return b / a if a > 0 and b > 0 else None
 
 
 def fmt(value: Any, unit: str) -> str:
@@ -128,6 +133,8 @@ def fmt(value: Any, unit: str) -> str:
         return f"{value:,.0f} MB"
     if unit == "/s":
         return f"{value:,.0f}/s" if value >= 100 else f"{value:.3g}/s"
+    if unit == "%":
+        return f"{value:,.0f}%" if abs(value) >= 100 else f"{value:.2g}%"
     return f"{value:,}"
 
 
@@ -173,9 +180,29 @@ def ratio_at_least(k: float) -> Callable[[Any, Any], bool | None]:
     return lambda a, b: None if a is None or b is None else (b / a if a else 0) >= k
 
 
+def overhead_at_most_fraction(k: float) -> Callable[[Any, Any], bool | None]:
+    """Our overhead ``a`` at most 1/k of MLflow's ``b``; an overhead of ours measured at or
+    below zero (within the noise) meets it when MLflow's is above zero."""
+
+    def check(a: Any, b: Any) -> bool | None:
+        if a is None or b is None or b <= 0:
+            return None
+        return a <= 0 or b / a >= k
+
+    return check
+
+
 def rows() -> list[Row]:
     """The table, in order. Ratios say how many times better ours is (>1: ours wins)."""
-    return core_rows() + track_rows() + models_rows() + serve_rows() + panels_rows() + server_rows()
+    return (
+        core_rows()
+        + track_rows()
+        + models_rows()
+        + serve_rows()
+        + panels_rows()
+        + server_rows()
+        + autolog_rows()
+    )
 
 
 def core_rows() -> list[Row]:
@@ -482,6 +509,51 @@ def server_rows() -> list[Row]:
     return out
 
 
+def _steps(text: str) -> Callable[[Result | None, Result | None], str]:
+    """``text`` with {steps} (optimizer steps per training) from either side's sizes."""
+
+    def label(ours: Result | None, theirs: Result | None) -> str:
+        return text.format(steps=f"{get(ours or theirs, 'sizes.steps') or 1000:,}")
+
+    return label
+
+
+def autolog_rows() -> list[Row]:
+    """Overhead of tracking a PyTorch training: Lightning autolog and a plain loop."""
+    five, tenth = "≤5% of the loop", "≤1/10 of MLflow's"
+    return [
+        Row("autolog", _steps("PyTorch Lightning Trainer.fit, {steps} steps, no tracking "
+            "(median)"), "lightning.median_s.plain", "lightning.median_s.plain", ratio=False),
+        Row("autolog", "· with mlflow.pytorch.autolog() at its defaults (median)",
+            "lightning.median_s.autolog", "lightning.median_s.autolog"),
+        Row("autolog", "· autolog overhead, % of the loop", "lightning.autolog.overhead_pct",
+            "lightning.autolog.overhead_pct", unit="%", target=five, check=at_most(5.0)),
+        Row("autolog", "· autolog overhead, seconds (difference of medians)",
+            "lightning.autolog.overhead_s", "lightning.autolog.overhead_s", target=tenth,
+            check=overhead_at_most_fraction(10)),
+        Row("autolog", "· reference: autolog(log_models=False, checkpoint=False) overhead, % "
+            "of the loop", "lightning.metrics_only.overhead_pct",
+            "lightning.metrics_only.overhead_pct", unit="%"),
+        Row("autolog", "· reference: autolog(log_models=False, checkpoint=False) overhead, "
+            "seconds", "lightning.metrics_only.overhead_s", "lightning.metrics_only.overhead_s"),
+        Row("autolog", _steps("plain PyTorch loop, {steps} steps, no tracking (median)"),
+            "loop.median_s.plain", "loop.median_s.plain", ratio=False),
+        Row("autolog", "· tracked (ours: track_training + run.log per step; MLflow: start_run "
+            "+ log_metric per step; median)", "loop.median_s.tracked", "loop.median_s.tracked"),
+        Row("autolog", "· tracking overhead, % of the loop", "loop.tracked.overhead_pct",
+            "loop.tracked.overhead_pct", unit="%", target=five, check=at_most(5.0)),
+        Row("autolog", "· tracking overhead, seconds (difference of medians)",
+            "loop.tracked.overhead_s", "loop.tracked.overhead_s", target=tenth,
+            check=overhead_at_most_fraction(10)),
+        Row("autolog", "· like for like, metrics only: ours track_training(log_models=False) "
+            "vs MLflow log_metric per step: overhead, seconds", "loop.reference.overhead_s",
+            "loop.tracked.overhead_s"),
+        Row("autolog", "· like for like, model logged at the end: ours track_training vs "
+            "MLflow log_metric per step + pytorch.log_model: overhead, seconds",
+            "loop.tracked.overhead_s", "loop.reference.overhead_s"),
+    ]  # fmt: skip
+
+
 CONC = 8
 
 
@@ -625,7 +697,7 @@ def caveats(results: dict[str, dict[str, Result]], quick: bool) -> list[str]:
         notes.append(f"Our errors under 8 concurrent processes: {json.dumps(kinds)}")
     notes += track_notes(results.get("track", {})) + models_notes(results.get("models", {}))
     notes += serve_notes(results.get("serve", {})) + panels_notes(results.get("panels", {}))
-    notes += server_notes(results.get("server", {}))
+    notes += server_notes(results.get("server", {})) + autolog_notes(results.get("autolog", {}))
     for bench, per_lib in results.items():
         for lib, result in per_lib.items():
             if "error" in result and "command" not in result:  # a side of a PAIRED run
@@ -934,6 +1006,90 @@ def panels_notes(per_lib: dict[str, Result]) -> list[str]:
     return notes
 
 
+def autolog_notes(per_lib: dict[str, Result]) -> list[str]:
+    """How the PyTorch tracking overheads were taken, and the read-back checks."""
+    if not per_lib:
+        return []
+    ours, theirs = per_lib.get("mltrack") or {}, per_lib.get("mlflow") or {}
+    size = get(ours or theirs, "sizes") or {}
+
+    def rounds(part: str) -> str:
+        return f"ours {get(ours, f'{part}.n') or '?'}, MLflow {get(theirs, f'{part}.n') or '?'}"
+
+    warmup = (
+        "after a one-epoch warm-up round of each"
+        if size.get("warmup_epochs")
+        else "with no warm-up round"
+    )
+    notes = [
+        f"PyTorch tracking overhead: a 2-layer MLP (32 -> 64 -> 1, MSE, SGD) on random data, "
+        f"{size.get('steps', '?'):,} optimizer steps ({size.get('epochs', '?')} epochs of 100 "
+        f"batches of {size.get('batch', '?')}; 10 validation batches per epoch for Lightning), "
+        f"torch {get(ours or theirs, 'torch')}, PyTorch Lightning "
+        f"{get(ours or theirs, 'lightning_version')}, one intra-op thread on both sides. Each training "
+        "builds a fresh model (and Trainer) untimed; the variants alternate round by round "
+        f"(interleaved) {warmup}, and overhead = median with "
+        "tracking - median without, in the same process. Rounds: Lightning "
+        f"{rounds('lightning')}; plain loop {rounds('loop')} (MLflow's tracked trainings take "
+        "tens of seconds each: fewer rounds; its overheads dwarf the noise).",
+        "Lightning: `Trainer(max_epochs, accelerator='cpu', logger=False, "
+        "enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)` "
+        "(`log_every_n_steps` default), the module logging `train_loss` per step and "
+        "`val_loss` per epoch; tracked = `mlflow.pytorch.autolog()` with its defaults on each "
+        "library (a run per fit, epoch metrics, params, checkpoints on `val_loss`, the model "
+        "logged at the end), toggled with `autolog(disable=True)` between fits, untimed.",
+        "Plain loop: a DataLoader over a TensorDataset; forward, loss, zero_grad, backward, "
+        "step. Ours: `with mlflow.pytorch.track_training(model, optimizer) as run:` and "
+        "`run.log(loss=loss)` per step (defaults: params, learning rates per step, the "
+        "model with its signature at the end; no train_data given). MLflow has no autologging of a "
+        "plain loop, so its column is what an MLflow user writes: `with mlflow.start_run():` "
+        "and `mlflow.log_metric('loss', loss.item(), step=step)` per step (synchronous, its "
+        "default); its reference adds `mlflow.pytorch.log_model(model, name='model', "
+        "signature=..., serialization_format='pickle')` at the end (as its Lightning autolog "
+        "logs the model; its default pt2 format needs an input example). Ours logs more than "
+        "MLflow's main variant (the model, params, learning rates): the like-for-like rows "
+        "compare equal work.",
+        f"Noise: the overheads are differences of medians of whole trainings on a shared "
+        f"{os.cpu_count()}-core machine; a few percent either way is within the noise (a "
+        "negative overhead means below it: no ratio given).",
+    ]
+    paired = []
+    for key, what in (
+        ("lightning.autolog", "Lightning autolog"),
+        ("lightning.metrics_only", "Lightning metrics only"),
+        ("loop.tracked", "plain loop"),
+        ("loop.reference", "plain loop reference"),
+    ):
+        sides = [
+            f"{lib} {fmt(get(r, f'{key}.paired_s'), 's')} ({fmt(get(r, f'{key}.paired_pct'), '%')})"
+            for lib, r in (("ours", ours), ("MLflow", theirs))
+            if get(r, f"{key}.paired_pct") is not None
+        ]
+        if sides:
+            paired.append(f"{what}: {', '.join(sides)}")
+    if paired:
+        notes.append(
+            "The same overheads as the median of the per-round differences (a round's "
+            "trainings run back to back, so load that comes and goes cancels better): "
+            + "; ".join(paired)
+            + "."
+        )
+    if any(get(r, "sizes.warmup_epochs") == 0 for r in (ours, theirs) if r):
+        notes.append(
+            "autolog --quick: 300 steps, one round, no warm-up: first-call costs "
+            "(imports, first run) are part of the overheads."
+        )
+    for lib, result in (("ours", ours), ("MLflow", theirs)):
+        for part in ("lightning", "loop"):
+            for name, check in (get(result, f"{part}.check") or {}).items():
+                if isinstance(check, dict) and not check.get("ok"):
+                    notes.append(
+                        f"autolog / {lib} / {part} / {name}: read-back check failed: "
+                        f"{json.dumps(check)}"
+                    )
+    return notes
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -1019,7 +1175,8 @@ def main() -> None:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     libs = ["mltrack", "mlflow"] if args.lib == "both" else [args.lib]
     if "mlflow" in libs and not args.skip_setup:
-        subprocess.run(["bash", str(BENCH_DIR / "setup_mlflow_venv.sh")], check=True)
+        torch = ["--torch"] if NEEDS_TORCH & set(benches) else []
+        subprocess.run(["bash", str(BENCH_DIR / "setup_mlflow_venv.sh"), *torch], check=True)
     pythons = {"mltrack": args.ours_python, "mlflow": args.mlflow_python}
     LOG_DIR.mkdir(parents=True, exist_ok=True)
 
