@@ -264,6 +264,39 @@ def test_metric_curves_have_the_exact_steps(
     assert "model" not in _artifacts(tracked, run.info.run_id)
 
 
+def test_lightning_dispatches_only_the_hooks_the_callback_uses(tracked, data):
+    """Lightning calls every callable hook of every callback (through a profiler context) about
+    six times per step; the autolog callback leaves the per-batch ones it does not use
+    uncallable, so a fit calls it once per training batch, not six times."""
+    from pytorch_lightning.trainer import call
+
+    calls: dict[str, int] = {}
+    original = call._call_callback_hooks
+
+    def counting(trainer, hook_name, *args, **kwargs):
+        for callback in trainer.callbacks:
+            if type(callback).__name__ == "MLTrackAutologCallback" and callable(
+                getattr(callback, hook_name)
+            ):
+                calls[hook_name] = calls.get(hook_name, 0) + 1
+        return original(trainer, hook_name, *args, **kwargs)
+
+    tracked.pytorch.autolog(log_every_n_steps=1)
+    call._call_callback_hooks = counting
+    try:
+        _fit(data, epochs=2)
+    finally:
+        call._call_callback_hooks = original
+    batches = calls["on_train_batch_end"]
+    assert batches > 0
+    assert "on_before_backward" not in calls and "on_train_batch_start" not in calls
+    epochs = calls["on_train_epoch_start"]
+    per_batch = {name: n for name, n in calls.items() if n > 2 * epochs}
+    assert per_batch == {"on_train_batch_end": batches}  # one dispatch per batch, not six
+    run_id = tracked.last_active_run().info.run_id
+    assert len(_history(tracked, run_id, "train_loss")) == batches  # still logs every step
+
+
 def test_disable_restores_trainer_fit_exactly(tracked, data):
     had_own = "fit" in pl.Trainer.__dict__
     original = pl.Trainer.__dict__.get("fit")
