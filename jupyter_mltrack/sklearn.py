@@ -28,13 +28,11 @@ from jupyter_mltrack.models.model import (
     read_model,
     require_flavor,
     save_with,
-    write_mlmodel,
+    write_flavor_dir,
 )
 from jupyter_mltrack.models.requirements import (
-    package_versions,
     pinned,
     resolve_environment,
-    write_environment,
 )
 
 FLAVOR_NAME = "sklearn"
@@ -185,28 +183,22 @@ def save_model(
             dists.append("skops")
         if _uses_pandas(sk_model, model):
             dists.append("pandas")
-        reqs, conda, python = resolve_environment(
-            pinned(dists), pip_requirements, extra_pip_requirements, conda_env
-        )
-        env = write_environment(target, reqs, conda, python)
-        model.add_flavor(
-            PYFUNC,
+        write_flavor_dir(
+            target,
+            model,
+            flavor=FLAVOR_NAME,
+            flavor_conf={
+                "pickled_model": file,
+                "sklearn_version": sklearn.__version__,
+                "serialization_format": serialization_format,
+                "skops_trusted_types": trusted,
+            },
             loader_module="jupyter_mltrack.sklearn",
-            model_path=file,
-            predict_fn=pyfunc_predict_fn,
-            env=env,
-            python_version=python,
+            pyfunc_conf={"model_path": file, "predict_fn": pyfunc_predict_fn},
             code=code,
+            dists=dists,
+            environment=(pip_requirements, extra_pip_requirements, conda_env),
         )
-        model.add_flavor(
-            FLAVOR_NAME,
-            pickled_model=file,
-            sklearn_version=sklearn.__version__,
-            serialization_format=serialization_format,
-            skops_trusted_types=trusted,
-            code=code,
-        )
-        write_mlmodel(target, model, package_versions(["jupyter-mltrack", *dists]))
 
     save_with(path, write)
 

@@ -22,7 +22,6 @@ from jupyter_mltrack.exceptions import InvalidParameterValue
 from jupyter_mltrack.models.info import ModelInfo, artifact_path_of, local_model_path
 from jupyter_mltrack.models.info import log_model as _log_model
 from jupyter_mltrack.models.model import (
-    PYFUNC,
     InvalidModelError,
     Model,
     add_code_paths,
@@ -34,13 +33,11 @@ from jupyter_mltrack.models.model import (
     read_model,
     require_flavor,
     save_with,
-    write_mlmodel,
+    write_flavor_dir,
 )
 from jupyter_mltrack.models.requirements import (
-    package_versions,
     pinned,
     resolve_environment,
-    write_environment,
 )
 
 FLAVOR_NAME = "xgboost"
@@ -116,28 +113,23 @@ def save_model(
             dists.append("scikit-learn")
         if _takes_frames(xgb_model, model):
             dists.append("pandas")
-        reqs, conda, python = resolve_environment(
-            pinned(dists), pip_requirements, extra_pip_requirements, conda_env
-        )
-        env = write_environment(target, reqs, conda, python)
-        model.add_flavor(
-            PYFUNC,
+        write_flavor_dir(
+            target,
+            model,
+            flavor=FLAVOR_NAME,
+            flavor_conf={
+                "xgb_version": xgboost.__version__,
+                "data": file,
+                "model_class": f"{type(xgb_model).__module__}.{type(xgb_model).__qualname__}",
+                "model_format": model_format,
+                **copy_extra_files(extras, target),
+            },
             loader_module="jupyter_mltrack.xgboost",
-            data=file,
-            env=env,
-            python_version=python,
+            pyfunc_conf={"data": file},
             code=code,
+            dists=dists,
+            environment=(pip_requirements, extra_pip_requirements, conda_env),
         )
-        model.add_flavor(
-            FLAVOR_NAME,
-            xgb_version=xgboost.__version__,
-            data=file,
-            model_class=f"{type(xgb_model).__module__}.{type(xgb_model).__qualname__}",
-            model_format=model_format,
-            code=code,
-            **copy_extra_files(extras, target),
-        )
-        write_mlmodel(target, model, package_versions(["jupyter-mltrack", *dists]))
 
     save_with(path, write)
 

@@ -26,20 +26,17 @@ from jupyter_mltrack.exceptions import InvalidModelError, InvalidParameterValue
 from jupyter_mltrack.models.info import ModelInfo, artifact_path_of, local_model_path
 from jupyter_mltrack.models.info import log_model as _log_model
 from jupyter_mltrack.models.model import (
-    PYFUNC,
     Model,
     check_kwargs,
     finish_metadata,
     read_model,
     require_flavor,
     save_with,
-    write_mlmodel,
+    write_flavor_dir,
 )
 from jupyter_mltrack.models.requirements import (
-    package_versions,
     pinned,
     resolve_environment,
-    write_environment,
 )
 
 __all__ = [
@@ -250,19 +247,23 @@ def save_model(
             infer_output=lambda example: _predict(model, example),
         )
         dists = _dists(backend)
-        reqs, conda, python = resolve_environment(
-            pinned(dists), pip_requirements, extra_pip_requirements, conda_env
+        write_flavor_dir(
+            target,
+            meta,
+            flavor=FLAVOR_NAME,
+            flavor_conf={
+                "data": _DATA,
+                "keras_version": keras.__version__,
+                "keras_backend": backend,
+                "save_exported_model": bool(save_exported_model),
+            },
+            loader_module=__name__,
+            pyfunc_conf={},
+            code=None,
+            dists=dists,
+            environment=(pip_requirements, extra_pip_requirements, conda_env),
+            record_code=False,  # MLflow's keras flavor takes no code_paths
         )
-        env = write_environment(target, reqs, conda, python)
-        meta.add_flavor(PYFUNC, loader_module=__name__, env=env, python_version=python)
-        meta.add_flavor(
-            FLAVOR_NAME,
-            data=_DATA,
-            keras_version=keras.__version__,
-            keras_backend=backend,
-            save_exported_model=bool(save_exported_model),
-        )
-        write_mlmodel(target, meta, package_versions(["jupyter-mltrack", *dists]))
 
     save_with(path, write)
 

@@ -418,6 +418,49 @@ def plain_data(value: Any, label: str) -> Any:
     )
 
 
+def write_flavor_dir(
+    target: str,
+    model: Model,
+    *,
+    flavor: str,
+    flavor_conf: dict[str, Any],
+    loader_module: str,
+    pyfunc_conf: dict[str, Any],
+    code: str | None,
+    dists: list[str],
+    environment: tuple[Any, Any, Any],
+    record_code: bool = True,
+) -> None:
+    """The end of every flavor's ``save_model``: the environment files (``requirements.txt``,
+    ``python_env.yaml``, ``conda.yaml``) pinning ``dists`` unless the user's
+    ``environment = (pip_requirements, extra_pip_requirements, conda_env)`` says otherwise, the
+    ``python_function`` and flavor entries (both naming the ``code`` folder, as MLflow does,
+    unless ``record_code=False`` for flavors that never take code), and ``MLmodel``."""
+    from jupyter_mltrack.models.requirements import (
+        package_versions,
+        pinned,
+        resolve_environment,
+        write_environment,
+    )
+
+    pip_requirements, extra_pip_requirements, conda_env = environment
+    reqs, conda, python = resolve_environment(
+        pinned(dists), pip_requirements, extra_pip_requirements, conda_env
+    )
+    env = write_environment(target, reqs, conda, python)
+    code_entry = {"code": code} if record_code else {}
+    model.add_flavor(
+        PYFUNC,
+        loader_module=loader_module,
+        **pyfunc_conf,
+        env=env,
+        python_version=python,
+        **code_entry,
+    )
+    model.add_flavor(flavor, **flavor_conf, **code_entry)
+    write_mlmodel(target, model, package_versions(["jupyter-mltrack", *dists]))
+
+
 def write_mlmodel(path: str, model: Model, package_versions: dict[str, str]) -> None:
     from jupyter_mltrack import __version__
 

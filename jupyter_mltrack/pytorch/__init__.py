@@ -38,7 +38,6 @@ from jupyter_mltrack.models.info import ModelInfo, artifact_path_of, local_model
 from jupyter_mltrack.models.info import log_model as _log_model
 from jupyter_mltrack.models.model import (
     MLMODEL_FILE,
-    PYFUNC,
     TOLERATED_KWARGS,
     Model,
     add_code_paths,
@@ -48,13 +47,11 @@ from jupyter_mltrack.models.model import (
     read_model,
     require_flavor,
     save_with,
-    write_mlmodel,
+    write_flavor_dir,
 )
 from jupyter_mltrack.models.requirements import (
-    package_versions,
     pinned,
     resolve_environment,
-    write_environment,
 )
 from jupyter_mltrack.pytorch import _code, _formats
 from jupyter_mltrack.pytorch._formats import PICKLE, PT2, STATE_DICT, TORCHSCRIPT
@@ -195,28 +192,19 @@ def save_model(
         if fmt in (STATE_DICT, PICKLE):
             dists.append("cloudpickle")
         dists += _code.library_distributions(classes)
-        reqs, conda, python = resolve_environment(
-            pinned(dists), pip_requirements, extra_pip_requirements, conda_env
-        )
-        env = write_environment(target, reqs, conda, python)
         if extras:
             conf[EXTRA_FILES] = _copy_extra_files(extras, target)
-        meta.add_flavor(
-            PYFUNC,
+        write_flavor_dir(
+            target,
+            meta,
+            flavor=FLAVOR_NAME,
+            flavor_conf={"model_data": DATA, "pytorch_version": str(torch.__version__), **conf},
             loader_module=__name__,
-            data=DATA,
-            env=env,
-            python_version=python,
+            pyfunc_conf={"data": DATA},
             code=code,
+            dists=dists,
+            environment=(pip_requirements, extra_pip_requirements, conda_env),
         )
-        meta.add_flavor(
-            FLAVOR_NAME,
-            model_data=DATA,
-            pytorch_version=str(torch.__version__),
-            code=code,
-            **conf,
-        )
-        write_mlmodel(target, meta, package_versions(["jupyter-mltrack", *dists]))
 
     save_with(path, write)
 
