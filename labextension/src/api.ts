@@ -43,9 +43,35 @@ export interface RunInfo {
   lifecycle_stage: string;
 }
 
+/**
+ * A logged dataset as MLflow's JSON has it. `schema`, `profile` and `source` are JSON texts
+ * (`{"mlflow_colspec": [...]}`, `{"num_rows": 150}`, `{"uri": ...}`) that may be left out,
+ * empty, or not JSON at all when another client logged them.
+ */
+export interface Dataset {
+  name: string;
+  digest: string;
+  source_type?: string;
+  source?: string;
+  schema?: string;
+  profile?: string;
+}
+
+/** One dataset input of a run; its context is the input tag `mlflow.data.context`. */
+export interface DatasetInput {
+  dataset: Dataset;
+  tags?: KeyValue[];
+}
+
+/** A run's inputs: `{}` when it has none (MLflow's JSON leaves out empty lists). */
+export interface RunInputs {
+  dataset_inputs?: DatasetInput[];
+}
+
 export interface Run {
   info: RunInfo;
   data: { params: KeyValue[]; metrics: Metric[]; tags: KeyValue[] };
+  inputs?: RunInputs;
 }
 
 export interface StoreInfo {

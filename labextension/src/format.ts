@@ -1,6 +1,7 @@
 /**
  * Pure helpers of the views: formatting, columns and sort order of the runs table, the diff
- * of params between runs, the summary of what a registry action changes. No DOM here.
+ * of params between runs, a run's dataset inputs in words, the summary of what a registry
+ * action changes. No DOM here.
  */
 import type { KeyValue, Metric, ModelVersion, Run } from './api';
 
@@ -230,6 +231,159 @@ export function paramDiff(runs: Run[], onlyDifferent = false): DiffRow[] {
 /** Metric keys of any of `runs`, sorted. */
 export function metricKeys(runs: Run[]): string[] {
   return [...new Set(runs.flatMap(r => r.data.metrics.map(m => m.key)))].sort();
+}
+
+// -- dataset inputs --------------------------------------------------------------------------
+
+/** The input tag holding what a run used a dataset for (`training`, `eval`). */
+export const CONTEXT_TAG = 'mlflow.data.context';
+const SHORT_DIGEST = 8;
+const SOURCE_LIMIT = 200;
+
+/** One dataset input of a run, ready to show. Fields that do not parse are left empty. */
+export interface InputRow {
+  name: string;
+  digest: string;
+  /** The digest's first characters, as a table cell shows it. */
+  shortDigest: string;
+  context: string;
+  /** `local: data/train.csv`, `code: train.ipynb`, or the source type alone. */
+  source: string;
+  rows: number | null;
+  /** `x: double`, … from the schema (MLflow's column or tensor spec); empty without one. */
+  columns: string[];
+  /** `150 rows × 5 columns`, `150 rows`, `2 tensors`, or '' when neither is known. */
+  size: string;
+  /** The input's other tags. */
+  tags: KeyValue[];
+}
+
+/** `text` parsed as JSON; undefined for no text or text that is not JSON. */
+function parseJson(text: unknown): unknown {
+  if (typeof text !== 'string' || !text) {
+    return undefined;
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function str(value: unknown): string {
+  return typeof value === 'string' ? value : value === null || value === undefined ? '' : String(value);
+}
+
+/** `1234567` → `1,234,567` (the same in every locale). */
+function withCommas(n: number): string {
+  return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+}
+
+function plural(n: number, word: string): string {
+  return `${withCommas(n)} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/**
+ * The columns of a dataset's schema: `["x: double", …]` from MLflow's column spec,
+ * `["features: float64 [-1, 4]"]` from a tensor spec (numpy datasets); `kind` tells which.
+ * Empty for no schema or one that does not parse.
+ */
+export function schemaColumns(schema: unknown): { kind: 'columns' | 'tensors'; names: string[] } {
+  const found = parseJson(schema);
+  if (!isObject(found)) {
+    return { kind: 'columns', names: [] };
+  }
+  const colspec = found['mlflow_colspec'];
+  if (Array.isArray(colspec)) {
+    const names = colspec.filter(isObject).map(c => `${str(c.name) || '?'}: ${str(c.type) || '?'}`);
+    return { kind: 'columns', names };
+  }
+  const tensors = found['mlflow_tensorspec'];
+  const names: string[] = [];
+  if (isObject(tensors)) {
+    for (const part of ['features', 'targets']) {
+      const specs = typeof tensors[part] === 'string' ? parseJson(tensors[part]) : tensors[part];
+      for (const spec of Array.isArray(specs) ? specs.filter(isObject) : []) {
+        const tensor = isObject(spec['tensor-spec']) ? spec['tensor-spec'] : {};
+        const label = spec.name ? `${part}.${str(spec.name)}` : part;
+        const shape = Array.isArray(tensor.shape) ? `[${tensor.shape.join(', ')}]` : str(tensor.shape);
+        names.push(`${label}: ${str(tensor.dtype) || '?'} ${shape}`.trim());
+      }
+    }
+  }
+  return { kind: 'tensors', names };
+}
+
+/**
+ * Where a dataset came from, from its source JSON: a `uri`, `url`, `path` or table, a code
+ * source's notebook or script, else the JSON itself (cut short); text that is not JSON as it is.
+ */
+export function sourceText(source: unknown): string {
+  const found = parseJson(source);
+  if (!isObject(found)) {
+    return typeof source === 'string' ? source.slice(0, SOURCE_LIMIT) : '';
+  }
+  for (const key of ['uri', 'url', 'path', 'table_name']) {
+    if (typeof found[key] === 'string') {
+      return found[key] as string;
+    }
+  }
+  const tags = found['tags'];
+  if (isObject(tags) && tags['mlflow.source.name']) {
+    return str(tags['mlflow.source.name']);
+  }
+  const text = JSON.stringify(found);
+  return text === '{}' || text === '{"tags":{}}' ? '' : text.slice(0, SOURCE_LIMIT);
+}
+
+/**
+ * One row per dataset input of `run` (`run.inputs.dataset_inputs`), in the logged order:
+ * the name, context, digest, source and size. A schema or profile that is missing or not
+ * JSON shows nothing; an item without a dataset is skipped. Empty when the run has no inputs.
+ */
+export function inputRows(run: Pick<Run, 'inputs'>): InputRow[] {
+  const items: unknown = run.inputs?.dataset_inputs;
+  if (!Array.isArray(items)) {
+    return [];
+  }
+  const rows: InputRow[] = [];
+  for (const item of items) {
+    if (!isObject(item) || !isObject(item.dataset)) {
+      continue;
+    }
+    const dataset = item.dataset;
+    const tags = (Array.isArray(item.tags) ? item.tags : [])
+      .filter(isObject)
+      .map(t => ({ key: str(t.key), value: str(t.value) }));
+    const context = tags.find(t => t.key === CONTEXT_TAG)?.value ?? '';
+    const profile = parseJson(dataset.profile);
+    const numRows = isObject(profile) ? profile['num_rows'] : undefined;
+    const rowCount = typeof numRows === 'number' && Number.isFinite(numRows) ? Math.trunc(numRows) : null;
+    const schema = schemaColumns(dataset.schema);
+    const sourceType = str(dataset.source_type);
+    const where = sourceText(dataset.source);
+    const size = [
+      rowCount === null ? '' : plural(rowCount, 'row'),
+      schema.names.length ? plural(schema.names.length, schema.kind === 'columns' ? 'column' : 'tensor') : ''
+    ];
+    const digest = str(dataset.digest);
+    rows.push({
+      name: str(dataset.name),
+      digest,
+      shortDigest: digest.slice(0, SHORT_DIGEST),
+      context,
+      source: where ? (sourceType ? `${sourceType}: ${where}` : where) : sourceType,
+      rows: rowCount,
+      columns: schema.names,
+      size: size.filter(Boolean).join(' × '),
+      tags: tags.filter(t => t.key !== CONTEXT_TAG)
+    });
+  }
+  return rows;
 }
 
 // -- the registry ----------------------------------------------------------------------------

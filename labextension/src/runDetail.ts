@@ -1,6 +1,7 @@
 /**
- * One run in the main area: its attributes, params, metrics (each with a small chart), tags,
- * the artifact tree with a preview (image, text, JSON) and the tracked cell's source.
+ * One run in the main area: its attributes, params, metrics (each with a small chart), dataset
+ * inputs, tags, the artifact tree with a preview (image, text, JSON) and the tracked cell's
+ * source.
  */
 import { Dialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
@@ -14,6 +15,8 @@ import {
   formatDuration,
   formatNumber,
   formatTime,
+  InputRow,
+  inputRows,
   isSystemTag,
   registrationChanges,
   runLabel
@@ -29,6 +32,47 @@ export interface RunDetailActions {
 const TEXT_LIMIT = 200_000; // characters of a text artifact previewed
 const IMAGE = /\.(png|jpe?g|gif|svg|webp|bmp)$/i;
 const TEXTUAL = /\.(txt|log|md|csv|tsv|ya?ml|py|json|html?|xml|ini|cfg|toml|mlmodel|MLmodel)$|(^|\/)MLmodel$/i;
+
+/**
+ * The run's dataset inputs, one row each: name, context, short digest (the whole one in its
+ * title), source and size; the schema's columns open under the size.
+ */
+function inputTable(rows: InputRow[]): HTMLTableElement {
+  const withTags = rows.some(r => r.tags.length);
+  const headers = ['Dataset', 'Context', 'Digest', 'Source', 'Size', ...(withTags ? ['Tags'] : [])];
+  return h(
+    'table',
+    { class: 'mltrack-kv mltrack-input-table' },
+    h('thead', {}, h('tr', {}, headers.map(label => h('th', {}, label)))),
+    h(
+      'tbody',
+      {},
+      rows.map(r =>
+        h(
+          'tr',
+          { 'data-name': r.name, 'data-digest': r.digest },
+          h('th', { class: 'mltrack-input-name', title: r.columns.join('\n') || undefined }, r.name),
+          h('td', { class: 'mltrack-input-context' }, r.context || '—'),
+          h('td', { class: 'mltrack-input-digest', title: r.digest }, r.shortDigest),
+          h('td', { class: 'mltrack-input-source' }, r.source),
+          h(
+            'td',
+            { class: 'mltrack-input-size' },
+            r.columns.length
+              ? h(
+                  'details',
+                  {},
+                  h('summary', {}, r.size),
+                  h('ul', { class: 'mltrack-input-columns' }, r.columns.map(c => h('li', {}, c)))
+                )
+              : r.size
+          ),
+          withTags ? h('td', { class: 'mltrack-input-tags' }, r.tags.map(t => `${t.key}=${t.value}`).join(', ')) : null
+        )
+      )
+    )
+  );
+}
 
 export class RunDetailPanel extends Widget {
   detail: RunDetail | null = null;
@@ -75,6 +119,7 @@ export class RunDetailPanel extends Widget {
     this.title.caption = `${runLabel(detail.run)} (${info.run_id})`;
     const userTags = data.tags.filter(t => !isSystemTag(t.key));
     const systemTags = data.tags.filter(t => isSystemTag(t.key));
+    const inputs = inputRows(detail.run);
     const metrics = h('tbody', {});
     const keys = detail.metric_keys.length ? detail.metric_keys : data.metrics.map(m => m.key);
     for (const key of keys) {
@@ -129,6 +174,8 @@ export class RunDetailPanel extends Widget {
         kvTable(data.params.map(p => [p.key, p.value] as [string, string]))),
       h('section', { class: 'mltrack-metrics' }, h('h3', {}, `Metrics (${keys.length})`),
         h('table', { class: 'mltrack-kv mltrack-metric-table' }, metrics)),
+      h('section', { class: 'mltrack-inputs' }, h('h3', {}, `Inputs (${inputs.length})`),
+        inputs.length ? inputTable(inputs) : h('div', { class: 'mltrack-empty' }, 'No dataset inputs.')),
       h('section', { class: 'mltrack-tags' }, h('h3', {}, `Tags (${userTags.length})`),
         kvTable(userTags.map(t => [t.key, t.value] as [string, string])),
         systemTags.length

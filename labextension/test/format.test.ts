@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import type { ModelVersion, Run } from '../src/api';
+import type { DatasetInput, ModelVersion, Run } from '../src/api';
 import {
   cellText,
   columnsFor,
@@ -8,6 +8,7 @@ import {
   formatBytes,
   formatDuration,
   formatNumber,
+  inputRows,
   isSystemTag,
   metricKeys,
   nextSort,
@@ -15,6 +16,8 @@ import {
   paramDiff,
   quoteKey,
   registrationChanges,
+  schemaColumns,
+  sourceText,
   stageChanges,
   aliasChanges,
   withTrackMagic
@@ -129,6 +132,109 @@ describe('param diff', () => {
 
   it('collects metric keys of all runs', () => {
     expect(metricKeys([run('a', {}, { b: 1, a: 2 }), run('b', {}, { c: 1, a: 1 })])).toEqual(['a', 'b', 'c']);
+  });
+});
+
+describe('dataset inputs', () => {
+  const colspec = JSON.stringify({
+    mlflow_colspec: [
+      { name: 'x', type: 'double', required: true },
+      { name: 'label', type: 'long', required: true }
+    ]
+  });
+  const training: DatasetInput = {
+    dataset: {
+      name: 'iris-small',
+      digest: '0d2ce093daad700c',
+      source_type: 'code',
+      source: JSON.stringify({ tags: { 'mlflow.source.name': 'train.ipynb', 'mlflow.source.type': 'NOTEBOOK' } }),
+      schema: colspec,
+      profile: JSON.stringify({ num_rows: 1500, num_elements: 3000 })
+    },
+    tags: [
+      { key: 'mlflow.data.context', value: 'training' },
+      { key: 'split', value: 'a' }
+    ]
+  };
+  const withInputs = (...items: unknown[]): Run => ({ ...run('a'), inputs: { dataset_inputs: items as DatasetInput[] } });
+
+  it('turns each input into a row: name, context, short digest, source, size, columns', () => {
+    expect(inputRows(withInputs(training))).toEqual([
+      {
+        name: 'iris-small',
+        digest: '0d2ce093daad700c',
+        shortDigest: '0d2ce093',
+        context: 'training',
+        source: 'code: train.ipynb',
+        rows: 1500,
+        columns: ['x: double', 'label: long'],
+        size: '1,500 rows × 2 columns',
+        tags: [{ key: 'split', value: 'a' }]
+      }
+    ]);
+  });
+
+  it('has no rows for a run without inputs', () => {
+    expect(inputRows(run('a'))).toEqual([]);
+    expect(inputRows({ inputs: {} })).toEqual([]);
+    expect(inputRows({ inputs: { dataset_inputs: [] } })).toEqual([]);
+    expect(inputRows({ inputs: { dataset_inputs: null as unknown as DatasetInput[] } })).toEqual([]);
+  });
+
+  it('shows nothing for a schema or profile that is malformed or missing, without throwing', () => {
+    const bad = (schema: unknown, profile: unknown) =>
+      inputRows(withInputs({ dataset: { name: 'd', digest: 'abc', source_type: 'local', schema, profile } }))[0];
+    for (const [schema, profile] of [
+      ['{not json', 'num_rows: 3'],
+      ['', ''],
+      [undefined, undefined],
+      [null, null],
+      ['[1, 2]', '"text"'],
+      ['{"mlflow_colspec": "x"}', '{"num_rows": "many"}'],
+      ['{"mlflow_colspec": [1, null, "x"]}', '{"num_rows": true}'],
+      ['{"mlflow_tensorspec": {"features": "{broken"}}', '{"num_rows": null}'],
+      [42, 42]
+    ]) {
+      const row = bad(schema, profile);
+      expect(row.columns).toEqual([]);
+      expect(row.rows).toBeNull();
+      expect(row.size).toBe('');
+      expect(row.source).toBe('local');
+      expect(row.context).toBe('');
+    }
+    // one part good, the other not
+    expect(bad(colspec, '{oops').size).toBe('2 columns');
+    expect(bad('{oops', '{"num_rows": 1}').size).toBe('1 row');
+  });
+
+  it('skips items without a dataset and tolerates odd tags', () => {
+    const rows = inputRows(withInputs(null, 'x', { tags: [] }, { dataset: { name: 'd', digest: 'abc' }, tags: 'nope' }));
+    expect(rows.map(r => [r.name, r.context, r.source, r.tags])).toEqual([['d', '', '', []]]);
+  });
+
+  it('reads tensor schemas and column entries without a name or type', () => {
+    const tensors = JSON.stringify({
+      mlflow_tensorspec: {
+        features: JSON.stringify([{ type: 'tensor', 'tensor-spec': { dtype: 'float64', shape: [-1, 4] } }]),
+        targets: JSON.stringify([{ name: 'y', type: 'tensor', 'tensor-spec': { dtype: 'int64', shape: [-1] } }])
+      }
+    });
+    expect(schemaColumns(tensors)).toEqual({ kind: 'tensors', names: ['features: float64 [-1, 4]', 'targets.y: int64 [-1]'] });
+    const row = inputRows(withInputs({ dataset: { name: 'n', digest: 'd', schema: tensors, profile: '{"num_rows": 10}' } }))[0];
+    expect(row.size).toBe('10 rows × 2 tensors');
+    expect(schemaColumns('{"mlflow_colspec": [{"name": "a"}, {}]}').names).toEqual(['a: ?', '?: ?']);
+  });
+
+  it('says where the data came from', () => {
+    expect(sourceText('{"uri": "s3://bucket/train.csv"}')).toBe('s3://bucket/train.csv');
+    expect(sourceText('{"url": "https://example.org/d.csv"}')).toBe('https://example.org/d.csv');
+    expect(sourceText('{"tags": {}}')).toBe('');
+    expect(sourceText('{}')).toBe('');
+    expect(sourceText('{"other": 1}')).toBe('{"other":1}');
+    expect(sourceText('data/train.csv')).toBe('data/train.csv'); // not JSON: as it is
+    expect(sourceText(undefined)).toBe('');
+    const row = inputRows(withInputs({ dataset: { name: 'n', digest: 'd', source_type: 'local', source: '{"uri": "/tmp/a.csv"}' } }))[0];
+    expect(row.source).toBe('local: /tmp/a.csv');
   });
 });
 

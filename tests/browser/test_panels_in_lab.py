@@ -1,8 +1,9 @@
-"""The widget panels in a real JupyterLab page: the documentation notebooks run in the browser.
+"""The panels in a real JupyterLab page: the documentation notebooks run in the browser, and
+the lab extension's run detail on a run with dataset inputs.
 
-Each test opens a notebook from ``notebooks/`` (copied without outputs into the lab's folder),
-runs it with Run → Run All Cells, checks what the panels render and what clicking them does to
-the store, and screenshots each panel to ``test-output/screenshots/``.
+The notebook tests open a notebook from ``notebooks/`` (copied without outputs into the lab's
+folder), run it with Run → Run All Cells, check what the panels render and what clicking them
+does to the store. Each test screenshots its panels to ``test-output/screenshots/``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
 from playwright.sync_api import Locator, Page, expect
 
-from jupyter_mltrack import MlflowClient
+from jupyter_mltrack import MlflowClient, data
+from jupyter_mltrack.entities import DatasetInput, InputTag
 
 if TYPE_CHECKING:
     from conftest import Lab
@@ -171,3 +174,48 @@ def test_registry_panel_promotes_through_the_gate(page: Page, lab: Lab) -> None:
     assert (trail[-1].action, trail[-1].version, trail[-1].to_value) == ("promote", 3, "Production")
     expect_no_error(panel)
     shoot(lab, panel, "registry")
+
+
+def test_run_detail_panel_lists_dataset_inputs(page: Page, lab: Lab) -> None:
+    client = MlflowClient(str(lab.store))
+    experiment = client.create_experiment("panels-inputs")
+    plain = client.create_run(experiment, run_name="no-inputs").info.run_id
+    rid = client.create_run(experiment, run_name="with-input").info.run_id
+    frame = pd.DataFrame({"x": [0.5, 1.5, 2.5], "label": [0, 1, 0]})
+    entity = data.from_pandas(frame, name="tiny-train")._to_mlflow_entity()
+    client.log_inputs(rid, [DatasetInput(entity, [InputTag("mlflow.data.context", "training")])])
+    for run_id in (plain, rid):
+        client.set_terminated(run_id)
+    client.flush()
+
+    # the MLTrack sidebar (no notebook, no kernel): the experiment, then each run's detail
+    page.goto(f"{lab.url}/lab/workspaces/panels-inputs?reset&token={lab.token}")
+    tab = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id='mltrack-sidebar']")
+    expect(tab).to_be_visible(timeout=SLOW)
+    tab.click()
+    sidebar = page.locator("#mltrack-sidebar")
+    sidebar.locator(f".mltrack-experiment[data-id='{experiment}']").click()
+
+    def open_run(name: str, run_id: str) -> Locator:
+        run_row = sidebar.locator("tr.mltrack-run-row", has_text=name)
+        run_row.locator(".mltrack-run-name a").click(timeout=ACTION)
+        return page.locator(f"#mltrack-run-{run_id} .mltrack-inputs")
+
+    inputs = open_run("no-inputs", plain)
+    expect(inputs.locator("h3")).to_have_text("Inputs (0)", timeout=ACTION)
+    expect(inputs.locator(".mltrack-empty")).to_have_text("No dataset inputs.")
+
+    inputs = open_run("with-input", rid)
+    expect(inputs.locator("h3")).to_have_text("Inputs (1)", timeout=ACTION)
+    row = inputs.locator("tbody tr")
+    expect(row).to_have_count(1)
+    expect(row.locator(".mltrack-input-name")).to_have_text("tiny-train")
+    expect(row.locator(".mltrack-input-context")).to_have_text("training")
+    digest = row.locator(".mltrack-input-digest")
+    expect(digest).to_have_text(entity.digest[:8])
+    expect(digest).to_have_attribute("title", entity.digest)
+    size = row.locator(".mltrack-input-size summary")
+    expect(size).to_have_text("3 rows \u00d7 2 columns")  # a multiplication sign
+    size.click()  # the schema's columns open under it
+    expect(row.locator(".mltrack-input-columns li")).to_have_text(["x: double", "label: long"])
+    shoot(lab, inputs, "run_detail_inputs")
