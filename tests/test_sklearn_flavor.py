@@ -3,6 +3,7 @@ serialization format (skops without listing sklearn's types), requirements and e
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -245,6 +246,35 @@ def test_relogging_the_same_path_replaces_the_model(mlf, small_rf):
             info = mlf.sklearn.log_model(small_rf, name="m", serialization_format="skops")
     files = {p.name for p in _local(info.model_uri).iterdir()}
     assert "model.skops" in files and "model.pkl" not in files
+
+
+def test_a_failing_save_leaves_the_runs_model_and_no_staging_folder(mlf, data, small_rf):
+    """Models are saved in a hidden folder inside the run's artifacts and renamed into place:
+    a save that fails keeps the model already there and leaves nothing behind."""
+    import threading
+
+    with mlf.start_run() as run:
+        mlf.sklearn.log_model(small_rf, name="m", serialization_format="pickle")
+        unpicklable = LogisticRegression()
+        unpicklable.lock = threading.Lock()  # pickle refuses locks
+        with pytest.raises(TypeError, match="lock"):
+            mlf.sklearn.log_model(unpicklable, name="m", serialization_format="pickle")
+        mlf.log_text("notes", "extra/readme.txt")
+        nested = mlf.sklearn.log_model(small_rf, name="extra/model")  # beside other files
+    root = Path(_local(f"runs:/{run.info.run_id}/m")).parent
+    leftovers = [p for p in root.rglob("*") if p.name.startswith(".tmp")]
+    assert leftovers == []
+    kept = mlf.sklearn.load_model(f"runs:/{run.info.run_id}/m")
+    assert list(kept.predict(data[0][:5])) == list(small_rf.predict(data[0][:5]))
+    client = mlf.MlflowClient()
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["extra", "m"]
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "extra")} == {
+        "extra/model",
+        "extra/readme.txt",
+    }
+    assert mlf.pyfunc.load_model(nested.model_uri) is not None
+    history = json.loads(client.get_run(run.info.run_id).data.tags["mlflow.log-model.history"])
+    assert [h["artifact_path"] for h in history] == ["m", "extra/model"]
 
 
 def test_input_example_alone_infers_the_signature(mlf, data, small_rf):

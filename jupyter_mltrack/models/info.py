@@ -66,21 +66,30 @@ def log_model(
     registered_model_name: str | None = None,
     **save_kwargs: Any,
 ) -> ModelInfo:
-    """Save a model with the flavor's ``save`` into a temp dir, then copy it into the active
-    run's artifacts (a run is started if none is active, as MLflow does)."""
+    """Save a model with the flavor's ``save`` into the active run's artifacts (a run is
+    started if none is active, as MLflow does). A model already at ``artifact_path`` is replaced
+    only once the new one is saved."""
     from jupyter_mltrack.tracking import fluent
 
     run_id = fluent._run_id()
     active = fluent.active_run()
     client = active._client if active is not None else fluent._client()
     model = Model(artifact_path=artifact_path, run_id=run_id)
-    with tempfile.TemporaryDirectory(prefix="mltrack-model-") as tmp:
-        local = os.path.join(tmp, "model")
-        save(path=local, mlflow_model=model, **save_kwargs)
-        run = client.get_run(run_id)
-        _replace_existing(client, run, artifact_path)
-        client.log_artifacts(run_id, local, artifact_path)
-    _record_history(client, run, model)
+    repo = client.artifact_repository(run_id, for_write=True)
+    if repo.is_local:
+        _save_in_place(
+            repo,
+            run_id,
+            artifact_path,
+            lambda path: save(path=path, mlflow_model=model, **save_kwargs),
+        )
+    else:
+        with tempfile.TemporaryDirectory(prefix="mltrack-model-") as tmp:
+            local = os.path.join(tmp, "model")
+            save(path=local, mlflow_model=model, **save_kwargs)
+            _replace_existing(repo, run_id, artifact_path, stacklevel=4)
+            client.log_artifacts(run_id, local, artifact_path)
+    _record_history(client, run_id, model)
     model_uri = f"runs:/{run_id}/{artifact_path}"
     version = None
     if registered_model_name is not None:
@@ -88,27 +97,42 @@ def log_model(
     return ModelInfo(model, model_uri, version)
 
 
-def _replace_existing(client: Any, run: Any, artifact_path: str) -> None:
+def _save_in_place(repo: Any, run_id: str, artifact_path: str, save: Callable[[str], None]) -> None:
+    """Save into a hidden folder beside the target (``.tmp-`` entries are not listed), then
+    rename it into place: no copy, and a failing save leaves the run's artifacts as they were."""
+    target = repo.local_path(artifact_path)
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".tmp-model-", dir=parent)
+    try:
+        local = os.path.join(staging, "model")
+        save(local)
+        _replace_existing(repo, run_id, artifact_path, stacklevel=5)
+        try:
+            os.rename(local, target)
+        except OSError:  # the target holds other artifacts (or is on another file system)
+            shutil.copytree(local, target, dirs_exist_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace_existing(repo: Any, run_id: str, artifact_path: str, stacklevel: int) -> None:
     """Logging a model where the run already has one replaces it (MLflow overwrites too), without
     leaving files of the old one behind."""
-    from jupyter_mltrack.store.artifacts import get_artifact_repository
-
-    repo = get_artifact_repository(run.info.artifact_uri or "", client.tracking_uri)
     if repo.is_local:
         replaced = os.path.isfile(os.path.join(repo.local_path(artifact_path), MLMODEL_FILE))
     else:
         replaced = repo.exists(f"{artifact_path}/{MLMODEL_FILE}")
     if replaced:
         warnings.warn(
-            f"Run {run.info.run_id} already had a model at {artifact_path!r}; it is replaced.",
+            f"Run {run_id} already had a model at {artifact_path!r}; it is replaced.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
         repo.delete_artifacts(artifact_path)
 
 
-def _record_history(client: Any, run: Any, model: Model) -> None:
-    run_id = run.info.run_id
+def _record_history(client: Any, run_id: str, model: Model) -> None:
     entry = {
         "run_id": run_id,
         "artifact_path": model.artifact_path,
@@ -118,7 +142,7 @@ def _record_history(client: Any, run: Any, model: Model) -> None:
     }
     if model.signature is not None:
         entry["signature"] = model.signature.to_dict()
-    previous = run.data.tags.get(LOG_MODEL_HISTORY_TAG)
+    previous = client.get_run_tag(run_id, LOG_MODEL_HISTORY_TAG)
     history = []
     if previous:
         try:

@@ -93,6 +93,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def get_run(self, run_id: str) -> Run: ...
 
+    def get_run_tag(self, run_id: str, key: str) -> str | None:
+        """One tag's value (None when the run has no such tag); stores answer it cheaper."""
+        return self.get_run(run_id).data.tags.get(key)
+
     @abc.abstractmethod
     def update_run_info(
         self,

@@ -551,6 +551,16 @@ class SqlStore(Store):
             inputs = self.datasets.inputs_of(conn, [row.id]).get(row.id)
         return Run(_run_info(row), data, RunInputs(inputs))
 
+    def get_run_tag(self, run_id: str, key: str) -> str | None:
+        """One tag's value with one query (no run data loaded); None when it is not set."""
+        query = (
+            select(run_tags.c.value)
+            .join(runs, runs.c.id == run_tags.c.run_id)
+            .where(runs.c.run_uuid == run_id, run_tags.c.key == key)
+        )
+        with self._read() as conn:
+            return conn.execute(query).scalar()
+
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
         self.datasets.log_inputs(run_id, datasets)
 

@@ -126,6 +126,11 @@ class Client(RegistryMethods, LoggedModelMethods):
         self._writer.flush()
         return self.store.get_run(run_id)
 
+    def get_run_tag(self, run_id: str, key: str) -> str | None:
+        """One tag of a run, None when unset (ours: cheaper than ``get_run`` for one value)."""
+        self._writer.flush()
+        return self.store.get_run_tag(run_id, key)
+
     def get_parent_run(self, run_id: str) -> Run | None:
         parent = self.get_run(run_id).data.tags.get(PARENT_RUN_TAG)
         return self.get_run(parent) if parent else None
@@ -295,6 +300,10 @@ class Client(RegistryMethods, LoggedModelMethods):
         return self.store.get_metric_series(list(run_ids), key, max_points, x_axis)
 
     # -- artifacts ----------------------------------------------------------------------------
+    def artifact_repository(self, run_id: str, for_write: bool = False) -> ArtifactRepository:
+        """Where the run's artifacts live (ours); ``for_write`` checks the run accepts them."""
+        return self._repo(run_id, for_write)
+
     def _repo(self, run_id: str, for_write: bool = False) -> ArtifactRepository:
         if for_write:
             self.store.writable_run_key(run_id)
