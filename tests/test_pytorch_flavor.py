@@ -456,3 +456,38 @@ print(json.dumps(sorted(m for m in ("torch", "pytorch_lightning", "numpy") if m 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+def _uses_submodules(x):
+    import concurrent.futures
+    import xml.etree.ElementTree
+
+    return torch.nn.functional.relu(x), concurrent.futures.Future, xml.etree.ElementTree.Element
+
+
+def test_submodule_search_matches_cloudpickles_and_is_restored():
+    """Our pickler finds a function's submodules (kept so they are imported on loading) from
+    the names in its code: the same modules cloudpickle's scan of sys.modules finds."""
+    import concurrent
+    import xml
+
+    import cloudpickle.cloudpickle as impl
+
+    from jupyter_mltrack.pytorch import pickle_module
+
+    original = impl._find_imported_submodules
+    code = _uses_submodules.__code__
+    for dependencies in ([torch], [concurrent, xml, torch], [torch.nn], [np, "not a module"]):
+        ours = pickle_module._imported_submodules(code, dependencies)
+        theirs = original(code, dependencies)
+        assert sorted(m.__name__ for m in ours) == sorted(m.__name__ for m in theirs)
+    assert {"torch.nn", "torch.nn.functional"} <= {
+        m.__name__ for m in pickle_module._imported_submodules(code, [torch])
+    }
+
+    def local(x):  # a local function: pickled by value, its submodules searched
+        return torch.nn.functional.relu(x)
+
+    data = pickle_module.dumps(local)
+    assert impl._find_imported_submodules is original  # swapped back after the dump
+    assert pickle_module.loads(data)(torch.tensor([-1.0, 2.0])).tolist() == [0.0, 2.0]
