@@ -168,6 +168,11 @@ def test_the_logged_model_is_the_best_checkpoint_not_the_last(tracked, data):
     loaded = tracked.pytorch.load_model(f"runs:/{run_id}/model")
     for key, value in loaded.state_dict().items():
         assert torch.equal(value, checkpoint["state_dict"][key])
+    # a whole Lightning checkpoint, taken when it was best and written at the end
+    assert {"optimizer_states", "loops", "hyper_parameters"} <= set(checkpoint)
+    restored = LitRegressor.load_from_checkpoint(checkpoint_file)
+    for key, value in restored.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key])
     X = data[0]
     # not the final weights, which the trained module itself still holds
     assert not np.allclose(_out(loaded, X), _out(model, X))

@@ -20,8 +20,8 @@ the fit; the training goes on.
 
 from __future__ import annotations
 
+import copy
 import importlib
-import io
 import json
 import os
 import tempfile
@@ -90,7 +90,8 @@ class TrainingFollower:
         self.rates: _logging.LearningRates | None = None
         self.curve: _logging.RateCurve | None = None
         self.last_flush = time.monotonic()
-        self.pending_checkpoints: dict[str, tuple[bytes, dict[str, Any], str]] = {}
+        # artifact path -> (checkpoint snapshot or bytes, its metrics, the metrics' path)
+        self.pending_checkpoints: dict[str, tuple[Any, dict[str, Any], str]] = {}
         self.pending_bytes = 0
         self.last_checkpoint_write = time.monotonic()
 
@@ -200,6 +201,7 @@ class TrainingFollower:
         self.client.log_text(self.run_id, text, "model_summary.txt")
 
     def _log_datasets(self, trainer: Any) -> None:
+        described = []
         for context, loaders in (
             ("train", trainer.train_dataloader),
             ("eval", trainer.val_dataloaders),
@@ -210,7 +212,8 @@ class TrainingFollower:
                 continue
             dataset = _logging.dataset_of(loaders)
             if dataset is not None:
-                _logging.log_dataset(self.client, self.run_id, dataset, context)
+                described.append((dataset, context))
+        _logging.log_datasets(self.client, self.run_id, described)
 
     def _watch_forward(self, pl_module: Any) -> None:
         self.first_forward = FirstForward(pl_module)
@@ -299,36 +302,42 @@ class TrainingFollower:
                 else value > self.best_value
             )
         )
+        weights = None
         if improved:
             self.best_value, self.best_epoch = value, epoch
-            self.best_state = {
-                k: v.detach().to("cpu", copy=True) for k, v in self.module.state_dict().items()
-            }
+            self.best_state = weights = _copy_state(self.module.state_dict())
         if config.checkpoint_save_best_only:
             if improved:
-                self._save_checkpoint(trainer, CHECKPOINT_DIR, "latest_", metrics, epoch)
+                self._save_checkpoint(trainer, CHECKPOINT_DIR, "latest_", metrics, epoch, weights)
         else:
-            self._save_checkpoint(trainer, f"{CHECKPOINT_DIR}/{where}", "", metrics, epoch)
+            self._save_checkpoint(trainer, f"{CHECKPOINT_DIR}/{where}", "", metrics, epoch, weights)
 
     def _save_checkpoint(
-        self, trainer: Any, folder: str, prefix: str, metrics: dict[str, float], epoch: int
+        self,
+        trainer: Any,
+        folder: str,
+        prefix: str,
+        metrics: dict[str, float],
+        epoch: int,
+        weights: dict[str, Any] | None,
     ) -> None:
-        """Serialize the checkpoint now (in memory) and write it with the others that are due:
-        at once when the last write is ``CHECKPOINT_WRITE_SECONDS`` old, else at the end of the
-        fit (a failing fit writes them too). A short fit so writes its best checkpoint once."""
+        """Take the checkpoint now (a copy in memory) and write it with the others that are
+        due: at once when the last write is ``CHECKPOINT_WRITE_SECONDS`` old, else at the end
+        of the fit (a failing fit writes them too). A short fit so writes its best checkpoint
+        once, and serializes it once."""
         weights_only = self.config.checkpoint_save_weights_only
         name = f"{prefix}checkpoint{'.weights' if weights_only else ''}.pth"
-        data = _checkpoint_bytes(trainer, weights_only)
+        data = _checkpoint_snapshot(trainer, weights_only, weights)
         summary = {**metrics, "epoch": epoch, "global_step": trainer.global_step}
         previous = self.pending_checkpoints.pop(f"{folder}/{name}", None)
         if previous is not None:
-            self.pending_bytes -= len(previous[0])
+            self.pending_bytes -= _size(previous[0])
         self.pending_checkpoints[f"{folder}/{name}"] = (
             data,
             summary,
             f"{folder}/{prefix}checkpoint_metrics.json",
         )
-        self.pending_bytes += len(data)
+        self.pending_bytes += _size(data)
         if (
             time.monotonic() - self.last_checkpoint_write >= CHECKPOINT_WRITE_SECONDS
             or self.pending_bytes >= CHECKPOINT_PENDING_BYTES
@@ -336,21 +345,30 @@ class TrainingFollower:
             self.write_checkpoints()
 
     def write_checkpoints(self) -> None:
-        """Write the pending checkpoints (and their metrics) with one artifact upload."""
+        """Write the pending checkpoints (and their metrics): straight into a local artifact
+        folder (each file renamed into place), else with one artifact upload."""
         self.last_checkpoint_write = time.monotonic()
         if not self.pending_checkpoints:
             return
         pending, self.pending_checkpoints, self.pending_bytes = self.pending_checkpoints, {}, 0
+        repo = self.client.artifact_repository(self.run_id, for_write=True)
+        if repo.is_local:
+            for path, (data, summary, metrics_path) in pending.items():
+                _write_local(repo, path, data)
+                repo.write_bytes(json.dumps(summary).encode("utf-8"), metrics_path)
+        else:
+            self._upload_checkpoints(pending)
+        self.client.set_tag(self.run_id, LATEST_CHECKPOINT_TAG, list(pending)[-1])
+
+    def _upload_checkpoints(self, pending: dict[str, tuple[Any, dict[str, Any], str]]) -> None:
         with tempfile.TemporaryDirectory(prefix="mltrack-ckpt-") as tmp:
             for path, (data, summary, metrics_path) in pending.items():
                 file = os.path.join(tmp, *path.split("/"))
                 os.makedirs(os.path.dirname(file), exist_ok=True)
-                with open(file, "wb") as fh:
-                    fh.write(data)
+                _write_checkpoint(data, file)
                 with open(os.path.join(tmp, *metrics_path.split("/")), "w") as fh:
                     json.dump(summary, fh)
             self.client.log_artifacts(self.run_id, tmp)
-        self.client.set_tag(self.run_id, LATEST_CHECKPOINT_TAG, list(pending)[-1])
 
     def _early_stopping(self, trainer: Any) -> Any:
         callbacks = importlib.import_module(f"{self.package}.callbacks")
@@ -405,20 +423,74 @@ class TrainingFollower:
                 model.load_state_dict(final)
 
 
-def _checkpoint_bytes(trainer: Any, weights_only: bool) -> bytes:
-    """The checkpoint ``trainer.save_checkpoint`` would write, as bytes."""
-    import torch
+def _copy_state(state_dict: Any) -> dict[str, Any]:
+    """The module's weights copied to the CPU (the training goes on changing its own)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in state_dict.items()}
 
+
+def _checkpoint_snapshot(trainer: Any, weights_only: bool, weights: dict | None) -> Any:
+    """The checkpoint ``trainer.save_checkpoint`` would write, copied in memory (serialized
+    when written: a fit whose monitored metric keeps improving pays one ``torch.save``, not
+    one per improvement). ``weights``: the module's weights already copied. Lightning
+    versions without a checkpoint connector get the serialized bytes."""
     connector = getattr(trainer, "_checkpoint_connector", None)
-    if connector is not None and hasattr(connector, "dump_checkpoint"):
-        buffer = io.BytesIO()
-        torch.save(connector.dump_checkpoint(weights_only), buffer)
-        return buffer.getvalue()
+    if connector is None or not hasattr(connector, "dump_checkpoint"):
+        return _checkpoint_file_bytes(trainer, weights_only)
+    checkpoint = connector.dump_checkpoint(weights_only)
+    snapshot = {}
+    for key, value in checkpoint.items():
+        if key == "state_dict" and weights is not None and list(value) == list(weights):
+            snapshot[key] = weights
+        else:
+            snapshot[key] = copy.deepcopy(value)
+    return snapshot
+
+
+def _checkpoint_file_bytes(trainer: Any, weights_only: bool) -> bytes:
     with tempfile.TemporaryDirectory(prefix="mltrack-ckpt-") as tmp:
         file = os.path.join(tmp, "checkpoint.pth")
         trainer.save_checkpoint(file, weights_only=weights_only)
         with open(file, "rb") as fh:
             return fh.read()
+
+
+def _write_checkpoint(data: Any, file: str) -> None:
+    import torch
+
+    with open(file, "wb") as fh:  # a file object: torch names the archive after a path
+        if isinstance(data, bytes):
+            fh.write(data)
+        else:
+            torch.save(data, fh)
+
+
+def _write_local(repo: Any, path: str, data: Any) -> None:
+    """Write a checkpoint into a local artifact folder atomically (temp file, then rename): a
+    crash while writing leaves the previous checkpoint."""
+    tmp = repo.temp_file_near(path)
+    try:
+        _write_checkpoint(data, tmp)
+        repo.log_artifact_as(tmp, path, move=True)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _size(data: Any) -> int:
+    """Bytes held by a pending checkpoint (its tensors, for a snapshot)."""
+    if isinstance(data, bytes):
+        return len(data)
+    total = 0
+    pending = [data]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+        elif hasattr(item, "element_size") and hasattr(item, "nelement"):
+            total += item.element_size() * item.nelement()
+    return total
 
 
 def _step_metrics(trainer: Any) -> dict[str, Any]:

@@ -305,12 +305,17 @@ def _array(value: Any) -> Any:
     return None
 
 
-def log_dataset(client: Any, run_id: str, dataset: Any, context: str) -> None:
+def log_datasets(client: Any, run_id: str, datasets: list[tuple[Any, str]]) -> None:
+    """Log ``(dataset, context)`` pairs as the run's inputs (one write)."""
     from jupyter_mltrack.entities import DatasetInput, InputTag
     from jupyter_mltrack.tracking.fluent import DATASET_CONTEXT_TAG
 
-    tags = [InputTag(DATASET_CONTEXT_TAG, context)]
-    client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(), tags)])
+    inputs = [
+        DatasetInput(dataset._to_mlflow_entity(), [InputTag(DATASET_CONTEXT_TAG, context)])
+        for dataset, context in datasets
+    ]
+    if inputs:
+        client.log_inputs(run_id, inputs)
 
 
 # -- warnings -----------------------------------------------------------------------------------

@@ -173,8 +173,14 @@ class TrainingTracker:
         self._buffer = MetricBuffer(self._fit_run.client, self.run_id)
         self._last_flush = time.monotonic()
         self._safely("params not logged", self._log_params)
+        described: list[tuple[Any, str]] = []
         for context, data in self._datasets.items():
-            self._safely(f"the {context} dataset not logged", self._log_dataset, data, context)
+            self._safely(
+                f"the {context} dataset not logged", self._describe, data, context, described
+            )
+        if described:
+            client, run_id = self._fit_run.client, self.run_id
+            self._safely("datasets not logged", _logging.log_datasets, client, run_id, described)
         for optimizer in self.optimizers[:1]:  # the first optimizer's steps are the steps
             self._hooks.append(optimizer.register_step_post_hook(self._after_step))
         if self.log_models and self._signature is None:
@@ -255,15 +261,14 @@ class TrainingTracker:
         if problems:
             self._report(problems.text())
 
-    def _log_dataset(self, data: Any, context: str) -> None:
-        assert self._fit_run is not None
+    def _describe(self, data: Any, context: str, described: list[tuple[Any, str]]) -> None:
         dataset = _logging.dataset_of(data)
         if dataset is None:
             raise InvalidParameterValue(
                 f"{type(data).__name__} cannot be described as a dataset (use a tensor, an "
                 "array, a DataFrame or a DataLoader over a TensorDataset)"
             )
-        _logging.log_dataset(self._fit_run.client, self._fit_run.run_id, dataset, context)
+        described.append((dataset, context))
 
     def _log_model(self) -> None:
         from jupyter_mltrack.pytorch import log_model
