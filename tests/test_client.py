@@ -306,6 +306,30 @@ def test_log_batch_is_all_or_nothing(client):
     assert "t" not in data.tags
 
 
+def test_log_metric_points_queues_tuples_all_or_nothing(client, store_uri):
+    from jupyter_mltrack.tracking.client import Client
+
+    run_id = client.create_run("0").info.run_id  # this client created it: written behind
+    points = [("loss", 0.5, 1000, 1), ("loss", float("nan"), 2000, 2), ("acc", 1, 3000, 2)]
+    client.log_metric_points(run_id, points)
+    history = [(m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, "loss")]
+    assert history[0] == (1, 1000, 0.5) and history[1][:2] == (2, 2000)
+    assert math.isnan(history[1][2])
+    assert client.get_run(run_id).data.metrics["acc"] == 1.0
+    for bad, words in (
+        ([("ok", 1.0, 1, 1), ("bad key!", 1.0, 1, 1)], ["bad key!"]),
+        ([("ok", 1.0, 1, 1), ("v", "high", 1, 1)], ["'v'"]),
+        ([("ok", 1.0, 1, 1), ("s", 1.0, 1, "two")], ["step"]),
+    ):
+        with pytest.raises(MlflowException) as err:
+            client.log_metric_points(run_id, bad)
+        _error(err, "INVALID_PARAMETER_VALUE", *words)
+    assert client.get_metric_history(run_id, "ok") == []  # nothing of a refused batch
+    other = Client(store_uri)  # a run this client did not create: written at once
+    other.log_metric_points(run_id, [("other", 2.0, 4000, 7)])
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "other")] == [(7, 2.0)]
+
+
 def test_metric_history_order_and_latest_by_step(client):
     run_id = client.create_run("0").info.run_id
     client.log_metric(run_id, "loss", 0.3, timestamp=3000, step=5)

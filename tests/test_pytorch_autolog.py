@@ -550,3 +550,20 @@ def test_track_training_bad_inputs(tracked):
     ):
         run.log(loss=0.5, note="fine")
     assert _history(tracked, run.run_id, "loss") == [(1, 0.5)]
+    # with an optimizer (the per-step way): ints, numpy numbers and tensors are numbers; a
+    # value that is not one number is refused with a warning, the others are kept once
+    model = nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with (
+        pytest.warns(UserWarning, match="'pair' are not single numbers"),
+        track(model, optimizer, log_models=False) as run,
+    ):
+        model(torch.ones(1, 2)).sum().backward()
+        optimizer.step()
+        run.log(count=3, f64=np.float64(0.25), t=torch.tensor(2.0, requires_grad=True))
+        run.log(kept=1.5, pair=torch.tensor([1.0, 2.0]))
+    assert _history(tracked, run.run_id, "count") == [(1, 3.0)]
+    assert _history(tracked, run.run_id, "f64") == [(1, 0.25)]
+    assert _history(tracked, run.run_id, "t") == [(1, 2.0)]
+    assert _history(tracked, run.run_id, "kept") == [(1, 1.5)]
+    assert _history(tracked, run.run_id, "pair") == []

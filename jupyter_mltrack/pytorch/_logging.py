@@ -51,9 +51,15 @@ class MetricBuffer:
         from jupyter_mltrack.entities import Metric
 
         points, self.points = self.points, []
+        log_points = getattr(self.client, "log_metric_points", None)
         for start in range(0, len(points), BATCH_SIZE):
             chunk = points[start : start + BATCH_SIZE]
-            self.client.log_batch(self.run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in chunk])
+            if log_points is not None:
+                log_points(self.run_id, chunk)
+            else:
+                self.client.log_batch(
+                    self.run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in chunk]
+                )
 
 
 def to_float(value: Any) -> float | None:
@@ -174,6 +180,17 @@ class LearningRates:
                 out.append((key, rate))
         return out
 
+    def single_group(self) -> tuple[list[Any], dict[str, Any], float] | None:
+        """(param_groups, the group, its rate) when there is one optimizer with one group
+        whose rate is a float, else None."""
+        if len(self._inner) != 1:
+            return None
+        groups = getattr(self._inner[0], "param_groups", None)
+        if not isinstance(groups, list) or len(groups) != 1:
+            return None
+        rate = groups[0].get("lr")
+        return (groups, groups[0], rate) if type(rate) is float else None
+
     def _names(self) -> list[tuple[str, dict[str, Any]]]:
         pairs = []
         seen: dict[str, int] = {}
@@ -200,10 +217,26 @@ class RateCurve:
     def __init__(self, optimizers: list[Any]) -> None:
         self.rates = LearningRates(optimizers)
         self.last: dict[str, list[Any]] = {}  # key -> [value, step, timestamp, logged]
+        self._previous: list[tuple[str, float]] | None = None  # the rates last observed
+        self._unchanged: tuple[int, int] | None = None  # (step, time) of the last unchanged
+        # one optimizer with one parameter group (the usual case): (its groups, the group,
+        # the float rate last seen), checked without building the list of rates
+        self._single: tuple[list[Any], dict[str, Any], float] | None = None
 
     def observe(self, step: int, now: int, points: list[tuple[str, float, int, int]]) -> None:
+        single = self._single
+        if single is not None and len(single[0]) == 1 and single[1].get("lr") == single[2]:
+            self._unchanged = (step, now)
+            return
+        current = self.rates.current()
+        self._single = self.rates.single_group()
+        if current == self._previous:  # no rate changed
+            self._unchanged = (step, now)
+            return
+        self._settle()
+        self._previous = current
         last = self.last
-        for key, rate in self.rates.current():
+        for key, rate in current:
             seen = last.get(key)
             if seen is None:
                 points.append((key, rate, now, step))
@@ -216,8 +249,17 @@ class RateCurve:
             else:
                 seen[1], seen[2], seen[3] = step, now, False
 
+    def _settle(self) -> None:
+        """Record the last unchanged sighting in every rate (each was seen then)."""
+        if self._unchanged is not None:
+            step, now = self._unchanged
+            self._unchanged = None
+            for seen in self.last.values():
+                seen[1], seen[2], seen[3] = step, now, False
+
     def finish(self, points: list[tuple[str, float, int, int]]) -> None:
         """Add the last value of each rate (once training is over)."""
+        self._settle()
         for key, seen in self.last.items():
             if not seen[3]:
                 points.append((key, seen[0], seen[2], seen[1]))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from time import time as _time
 from typing import Any
 
 from jupyter_mltrack.autolog import patching
@@ -30,8 +31,8 @@ from jupyter_mltrack.exceptions import InvalidParameterValue
 from jupyter_mltrack.pytorch import _logging
 from jupyter_mltrack.pytorch._logging import FirstForward, MetricBuffer
 
-FLUSH_POINTS = 1000  # points held before they are written
-FLUSH_SECONDS = 2.0  # ... or seconds since the last write, so a live panel keeps up
+FLUSH_POINTS = 1000  # points held before they are handed to the writer thread
+FLUSH_MS = 2000  # ... or milliseconds since the last write, so a live panel keeps up
 
 
 def track_training(
@@ -158,7 +159,7 @@ class TrainingTracker:
         self._buffer: MetricBuffer | None = None
         self._hooks: list[Any] = []
         self._first_forward: FirstForward | None = None
-        self._last_flush = 0.0
+        self._last_flush = 0  # ms
         self._reported: set[str] = set()
         self._rates = _logging.RateCurve(optimizers)
 
@@ -171,7 +172,7 @@ class TrainingTracker:
             return self
         self.run_id = self._fit_run.run_id
         self._buffer = MetricBuffer(self._fit_run.client, self.run_id)
-        self._last_flush = time.monotonic()
+        self._last_flush = int(time.time() * 1000)
         self._safely("params not logged", self._log_params)
         described: list[tuple[Any, str]] = []
         for context, data in self._datasets.items():
@@ -217,6 +218,25 @@ class TrainingTracker:
         buffer = self._buffer
         if buffer is None:
             return
+        if step is None and epoch is None and self.optimizers:  # the per-step call
+            # kept to a few bytecodes (no helper calls): it runs in every step of the loop
+            step = self.step
+            if step % self.every:
+                return
+            now = int(_time() * 1000)
+            points = buffer.points
+            mark = len(points)
+            try:  # floats, tensors and numpy numbers; anything else takes the checked way
+                for key, value in metrics.items():
+                    if type(value) is not float:
+                        value = value.item() + 0.0
+                    points.append((key, value, now, step))
+            except Exception:
+                del points[mark:]
+            else:
+                if len(points) >= FLUSH_POINTS or now - self._last_flush >= FLUSH_MS:
+                    self._flush()
+                return
         try:
             if epoch is not None:
                 step = int(epoch)
@@ -233,7 +253,10 @@ class TrainingTracker:
         except Exception as exc:
             self._problem("metrics not logged", exc)
             return
-        if len(buffer) >= FLUSH_POINTS or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+        self._maybe_flush(int(time.time() * 1000))
+
+    def _maybe_flush(self, now: int) -> None:
+        if len(self._buffer.points) >= FLUSH_POINTS or now - self._last_flush >= FLUSH_MS:
             self._flush()
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
@@ -246,7 +269,7 @@ class TrainingTracker:
             self._problem("learning rates not logged", exc)
 
     def _flush(self) -> None:
-        self._last_flush = time.monotonic()
+        self._last_flush = int(time.time() * 1000)
         if self._buffer is not None:
             self._safely("metrics not logged", self._buffer.flush)
 

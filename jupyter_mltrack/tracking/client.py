@@ -262,6 +262,33 @@ class Client(RegistryMethods, LoggedModelMethods):
         for row in metric_rows:
             self._writer.add(row)
 
+    def log_metric_points(self, run_id: str, points: Sequence[tuple[str, Any, int, int]]) -> None:
+        """Log many points given as ``(key, value, timestamp, step)`` tuples (ours: the form a
+        training loop collects, without a ``Metric`` per point); all or nothing. For runs this
+        process created they are written behind, by the writer thread woken at once: the
+        database work overlaps the training instead of waiting for ``end_run``."""
+        if self._writer.owned.get(run_id) is None:
+            self.log_batch(run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in points])
+            return
+        store = self.store
+        run_key = store._writable.get(run_id) or store.writable_run_key(run_id)
+        valid_keys = validation.valid_keys
+        rows = []
+        for key, value, timestamp, step in points:
+            if key not in valid_keys:
+                validation.validate_key(key, "Metric")
+            if type(value) is not float:
+                value = validation.metric_value(key, value)
+            if type(step) is not int:
+                step = validation.int_value(step, "Metric step")
+            if type(timestamp) is not int:
+                timestamp = validation.int_value(timestamp, "Metric timestamp")
+            if value != value:  # NaN: stored as 0.0 flagged is_nan
+                rows.append((run_key, key, step, timestamp, 0.0, True))
+            else:
+                rows.append((run_key, key, step, timestamp, value, False))
+        self._writer.add_many(rows, write_now=False)
+
     def log_inputs(
         self,
         run_id: str,

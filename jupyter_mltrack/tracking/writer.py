@@ -51,6 +51,18 @@ class MetricWriter:
         if self._thread is None:
             self._start()
 
+    def add_many(
+        self, rows: Sequence[tuple[int, str, int, int, float, bool]], write_now: bool = False
+    ) -> None:
+        """Queue many points at once (see ``add``); ``write_now`` wakes the writer thread
+        instead of letting the rows wait for its next round."""
+        queue = self._queue
+        queue.extend(rows)
+        if (write_now or len(queue) >= self.max_rows) and not self._wake.is_set():
+            self._wake.set()
+        if self._thread is None:
+            self._start()
+
     def add_params(self, rows: Sequence[tuple[int, str, str, str]]) -> None:
         """Queue ``(run_key, run_id, key, value)`` params (conflicts were checked by the caller)."""
         with self._ops_lock:
