@@ -61,7 +61,7 @@ def sizes(lib: str, quick: bool) -> dict[str, Any]:
     if quick:
         return {"epochs": 3, "warmup_epochs": 0, "loop": 1, "lightning": 1, "reference": 0}
     if lib == "mltrack":
-        return {"epochs": 10, "warmup_epochs": 1, "loop": 25, "lightning": 11, "reference": 25}
+        return {"epochs": 10, "warmup_epochs": 1, "loop": 41, "lightning": 15, "reference": 25}
     return {"epochs": 10, "warmup_epochs": 1, "loop": 3, "lightning": 3, "reference": 1}
 
 
