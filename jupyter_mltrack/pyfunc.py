@@ -249,7 +249,9 @@ def load_model(
     dst_path
         Copy the model directory there first (as MLflow downloads it).
     model_config
-        Overrides for the ``model_config`` a custom model was saved with.
+        Overrides for the ``model_config`` the model was saved with, handed to a custom
+        model's ``load_context`` or to the flavor's loader (PyTorch: ``{"device": "cuda"}``
+        predicts there instead of on the CPU).
     """
     path = local_model_path(model_uri, dst_path)
     meta = read_model(path)
@@ -273,7 +275,11 @@ def load_model(
                 "python_function (custom) models."
             ) from None
         data = conf.get(DATA) or conf.get("model_path")
-        impl = module._load_pyfunc(os.path.join(path, data) if data else path)
+        target = os.path.join(path, data) if data else path
+        # the flavor's loader gets the saved model_config with the caller's overrides (e.g.
+        # PyTorch's {"device": "cuda"}); loaders written for one argument keep working
+        config = {**(conf.get("model_config") or {}), **(model_config or {})}
+        impl = module._load_pyfunc(target, config) if config else module._load_pyfunc(target)
     return PyFuncModel(meta, impl, path)
 
 

@@ -260,6 +260,22 @@ def test_pyfunc_scores_dataframes_and_arrays_against_the_signature(mlf, net, X):
         plain.predict(np.array([["a", "b", "c", "d"]], dtype=object))
 
 
+def test_pyfunc_predicts_on_the_cpu_unless_model_config_says_otherwise(mlf, net, X):
+    with mlf.start_run():
+        info = mlf.pytorch.log_model(net, name="m", input_example=X[:3])
+    on_cpu = mlf.pyfunc.load_model(info.model_uri)
+    assert next(on_cpu.get_raw_model().parameters()).device.type == "cpu"
+    # no GPU here: the meta device shows the model is put where model_config says
+    elsewhere = mlf.pyfunc.load_model(info.model_uri, model_config={"device": "meta"})
+    assert next(elsewhere.get_raw_model().parameters()).device.type == "meta"
+    assert mlf.pytorch.load_model(info.model_uri, device="meta").training is False
+    with pytest.raises(InvalidParameterValue, match=r"'bogus' is not a torch device"):
+        mlf.pyfunc.load_model(info.model_uri, model_config={"device": "bogus"})
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidParameterValue, match=r"no CUDA device.*on 'cpu' instead"):
+            mlf.pytorch.load_model(info.model_uri, device="cuda")
+
+
 # -- another process --------------------------------------------------------------------------------
 SAVE_IN_MAIN = """
 import sys, torch

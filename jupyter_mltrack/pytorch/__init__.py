@@ -363,11 +363,35 @@ def load_model(
 
 
 def _load(path: str, map_location: Any = None, device: Any = None) -> Any:
+    if device is not None:
+        device = _usable_device(device)
     meta = read_model(path)
     conf = require_flavor(meta, FLAVOR_NAME, path)
     add_code_paths(path, conf.get("code"))
     data_dir = os.path.join(path, conf.get("model_data") or DATA)
     return _formats.read(data_dir, conf, map_location=map_location, device=device)
+
+
+def _usable_device(device: Any) -> Any:
+    """``device`` as a ``torch.device`` this process can use; a clear error otherwise."""
+    import torch
+
+    try:
+        found = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InvalidParameterValue(
+            f"device {device!r} is not a torch device; use e.g. 'cpu', 'cuda', 'cuda:1' or 'mps'."
+        ) from None
+    available = {
+        "cuda": torch.cuda.is_available,
+        "mps": lambda: torch.backends.mps.is_available(),
+    }.get(found.type)
+    if available is not None and not available():
+        raise InvalidParameterValue(
+            f"device {device!r}: this process has no {found.type.upper()} device (torch "
+            f"{torch.__version__}); load the model on 'cpu' instead."
+        )
+    return found
 
 
 def _load_pyfunc(path: str, model_config: dict[str, Any] | None = None) -> PyTorchWrapper:
