@@ -1,6 +1,7 @@
 """PyTorch Lightning autologging and ``track_training`` for plain loops: real tiny fits on the
 CPU into a real SQLite store (params, exact metric curves, the best model, datasets), disabling
-restores ``Trainer.fit``, ``%%track`` cells, and a failing store that never stops training."""
+restores ``Trainer.fit``, ``%%track`` cells, a failing store that never stops training, and
+``load_checkpoint`` of the logged checkpoints (local store and through a server)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from jupyter_mltrack.autolog import pytorch as pt_autolog
-from jupyter_mltrack.exceptions import InvalidParameterValue
+from jupyter_mltrack.exceptions import InvalidParameterValue, ResourceDoesNotExist
 
 torch.set_num_threads(1)
 pytestmark = [  # Lightning's own notes about these tiny setups
@@ -439,6 +440,155 @@ def test_fit_in_a_track_cell_logs_into_the_cell_run(ip, data):
     assert run.data.params["hidden"] == "5" and run.data.params["epochs"] == "2"
     assert [s for s, _ in _history(mlflow, run.info.run_id, "val_loss")] == [0, 1]
     assert "model" in _artifacts(mlflow, run.info.run_id)
+
+
+# -- load_checkpoint ------------------------------------------------------------------------------
+def _checkpoint_file(mlflow, run_id: str, path: str) -> dict:
+    local = mlflow.MlflowClient().artifact_repository(run_id).local_path(path)
+    return torch.load(local, weights_only=False)
+
+
+def _same_weights(module: nn.Module, state_dict: dict) -> bool:
+    own = module.state_dict()
+    return list(own) == list(state_dict) and all(torch.equal(own[k], state_dict[k]) for k in own)
+
+
+def test_load_checkpoint_loads_the_latest_checkpoint(tracked, data):
+    # "max" of a falling val_loss: the latest (best) checkpoint is epoch 0's, not the final model
+    tracked.pytorch.autolog(checkpoint_mode="max")
+    model, _trainer = _fit(data, epochs=3)
+    run_id = tracked.last_active_run().info.run_id
+    file = _checkpoint_file(tracked, run_id, "checkpoints/latest_checkpoint.pth")
+    assert file["epoch"] == 1  # taken once epoch 0 was complete
+    # no run given and none active: the run of the last fit
+    loaded = tracked.pytorch.load_checkpoint(LitRegressor)
+    assert type(loaded) is LitRegressor and _same_weights(loaded, file["state_dict"])
+    assert not _same_weights(model, file["state_dict"])
+    # kwargs reach load_from_checkpoint: a device and a hyperparameter override
+    again = tracked.pytorch.load_checkpoint(
+        LitRegressor, run_id, kwargs={"map_location": "cpu", "lr": 0.5}
+    )
+    assert again.hparams.lr == 0.5 and again.hparams.hidden == 8
+    assert _same_weights(again, file["state_dict"])
+    # inside an active run, that run is the default
+    with tracked.start_run():
+        _fit(data, epochs=1)
+        active_id = tracked.active_run().info.run_id
+        inner = _checkpoint_file(tracked, active_id, "checkpoints/latest_checkpoint.pth")
+        assert _same_weights(tracked.pytorch.load_checkpoint(LitRegressor), inner["state_dict"])
+
+
+def test_load_checkpoint_of_an_epoch(tracked, data):
+    tracked.pytorch.autolog(checkpoint_save_best_only=False, log_models=False, log_datasets=False)
+    _fit(data, epochs=3)
+    run_id = tracked.last_active_run().info.run_id
+    tag = tracked.get_run(run_id).data.tags["mlflow.latest_checkpoint_artifact"]
+    assert tag == "checkpoints/epoch_2/checkpoint.pth"
+    files = {
+        e: _checkpoint_file(tracked, run_id, f"checkpoints/epoch_{e}/checkpoint.pth")
+        for e in (1, 2)
+    }
+    loaded = tracked.pytorch.load_checkpoint(LitRegressor, run_id, epoch=1)
+    assert _same_weights(loaded, files[1]["state_dict"])
+    assert not _same_weights(loaded, files[2]["state_dict"])
+    latest = tracked.pytorch.load_checkpoint(LitRegressor, run_id)
+    assert _same_weights(latest, files[2]["state_dict"])
+    with pytest.raises(
+        ResourceDoesNotExist, match=r"no checkpoint for epoch 7; .* epochs 0, 1, 2\."
+    ):
+        tracked.pytorch.load_checkpoint(LitRegressor, run_id, epoch=7)
+    with pytest.raises(
+        ResourceDoesNotExist, match=r"nor any per global step .* epochs 0, 1, 2 \(pass epoch=\)"
+    ):
+        tracked.pytorch.load_checkpoint(LitRegressor, run_id, global_step=5)
+
+
+def test_load_checkpoint_of_a_global_step_weights_only(tracked, data):
+    tracked.pytorch.autolog(
+        checkpoint_save_best_only=False,
+        checkpoint_save_freq=5,
+        checkpoint_save_weights_only=True,
+        log_models=False,
+        log_datasets=False,
+    )
+    _fit(data, epochs=2)  # 10 steps: checkpoints at steps 5 and 10
+    run_id = tracked.last_active_run().info.run_id
+    path = "checkpoints/global_step_5/checkpoint.weights.pth"
+    file = _checkpoint_file(tracked, run_id, path)
+    assert "optimizer_states" not in file
+    loaded = tracked.pytorch.load_checkpoint(LitRegressor, run_id, global_step=5)
+    assert _same_weights(loaded, file["state_dict"])
+    last = _checkpoint_file(tracked, run_id, "checkpoints/global_step_10/checkpoint.weights.pth")
+    assert _same_weights(tracked.pytorch.load_checkpoint(LitRegressor, run_id), last["state_dict"])
+    with pytest.raises(ResourceDoesNotExist, match=r"global step 7; .* global steps 5, 10\."):
+        tracked.pytorch.load_checkpoint(LitRegressor, run_id, global_step=np.int64(7))
+
+
+def test_load_checkpoint_bad_inputs_are_clear_errors(tracked, data):
+    load = tracked.pytorch.load_checkpoint
+    with pytest.raises(InvalidParameterValue, match="No run to load a checkpoint from"):
+        load(LitRegressor)
+    with pytest.raises(InvalidParameterValue, match="epoch or global_step, not both"):
+        load(LitRegressor, "any", epoch=1, global_step=5)
+    with pytest.raises(InvalidParameterValue, match="Linear has no load_from_checkpoint: pass"):
+        load(nn.Linear, "any")
+    with pytest.raises(InvalidParameterValue, match="not an instance: pass LitRegressor"):
+        load(LitRegressor(), "any")
+    with pytest.raises(InvalidParameterValue, match="epoch must be an int"):
+        load(LitRegressor, "any", epoch="2")
+    with pytest.raises(InvalidParameterValue, match="global_step must be >= 0"):
+        load(LitRegressor, "any", global_step=-5)
+    with pytest.raises(InvalidParameterValue, match="kwargs must be a dict"):
+        load(LitRegressor, "any", kwargs=["cpu"])
+    with tracked.start_run() as bare:
+        pass
+    with pytest.raises(
+        ResourceDoesNotExist, match=r"no logged checkpoint .*autolog\(checkpoint=True\)"
+    ):
+        load(LitRegressor, bare.info.run_id)
+    with pytest.raises(
+        ResourceDoesNotExist, match=r"epoch 0, nor any .*no checkpoints.*checkpoint=True"
+    ):
+        load(LitRegressor, bare.info.run_id, epoch=0)
+    with pytest.raises(ResourceDoesNotExist):
+        load(LitRegressor, "0" * 32)
+    tracked.pytorch.autolog(log_models=False, log_datasets=False)  # best only
+    _fit(data, epochs=1)
+    with pytest.raises(
+        ResourceDoesNotExist, match=r"only the latest .* neither epoch nor global_step"
+    ):
+        load(LitRegressor, epoch=0)
+
+
+def test_load_checkpoint_from_a_remote_store(tmp_path, data):
+    """Through ``mltrack server`` (proxied artifacts): downloaded to a temp folder, loaded."""
+    import jupyter_mltrack as mlflow
+    from tests.test_server_routes import start_server
+
+    server = start_server(str(tmp_path / "server-store"), cwd=tmp_path, artifacts=tmp_path / "art")
+    try:
+        mlflow.set_tracking_uri(server.url)
+        mlflow.set_experiment("remote")  # a new experiment's artifacts go through the server
+        mlflow.pytorch.autolog(
+            checkpoint_save_best_only=False, log_models=False, log_datasets=False
+        )
+        _fit(data, epochs=2)
+        run_id = mlflow.last_active_run().info.run_id
+        assert not mlflow.MlflowClient().artifact_repository(run_id).is_local
+        files = {}
+        for epoch in (0, 1):
+            copy = mlflow.MlflowClient().download_artifacts(
+                run_id, f"checkpoints/epoch_{epoch}/checkpoint.pth", str(tmp_path / str(epoch))
+            )
+            files[epoch] = torch.load(copy, weights_only=False)["state_dict"]
+        loaded = mlflow.pytorch.load_checkpoint(LitRegressor, epoch=0)
+        assert _same_weights(loaded, files[0]) and not _same_weights(loaded, files[1])
+        latest = mlflow.pytorch.load_checkpoint(LitRegressor, run_id)
+        assert _same_weights(latest, files[1])
+        with pytest.raises(ResourceDoesNotExist, match=r"epoch 4; .* epochs 0, 1\."):
+            mlflow.pytorch.load_checkpoint(LitRegressor, run_id, epoch=4)
+    finally:
+        server.stop()
 
 
 # -- plain PyTorch loops ----------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from jupyter_mltrack.models.requirements import (
     resolve_environment,
 )
 from jupyter_mltrack.pytorch import _code, _formats
+from jupyter_mltrack.pytorch._checkpoints import load_checkpoint
 from jupyter_mltrack.pytorch._formats import PICKLE, PT2, STATE_DICT, TORCHSCRIPT
 from jupyter_mltrack.pytorch._predict import PyTorchWrapper, predict
 from jupyter_mltrack.pytorch._training import TrainingTracker, track_training
@@ -65,6 +66,7 @@ __all__ = [
     "autolog",
     "get_default_conda_env",
     "get_default_pip_requirements",
+    "load_checkpoint",
     "load_model",
     "load_state_dict",
     "log_model",
