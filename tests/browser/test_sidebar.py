@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 SLOW = 60_000  # ms: the lab's first load on a busy 2-core machine
 ACTION = 15_000  # ms: a request to the server extension and a re-render
+SLOW_ANSWER = 60_000  # ms: one search over the 10,000 runs on a loaded machine
 BULK = 10_000
 PAINT_BUDGET_MS = 1000
 MODEL = "SidebarModel"
@@ -195,7 +196,13 @@ def test_runs_table_pages_10k_runs_filters_and_sorts(page: Page, lab: Lab, seede
     expect(box).to_have_class(re.compile("mltrack-invalid"))
     expect(rows(sidebar)).to_have_count(4)  # the last good rows stay
     box.fill("metrics.acc > 0.99955")
-    box.press("Enter")
+    # wait for the answer itself (a CI machine under load once took longer than ACTION to
+    # answer): a request never sent or never answered fails here, saying which
+    with page.expect_response(
+        lambda r: "/mltrack/api/runs" in r.url and "0.99955" in r.url, timeout=SLOW_ANSWER
+    ) as answer:
+        box.press("Enter")
+    assert answer.value.status == 200, answer.value.status
     expect(error).to_be_hidden(timeout=ACTION)
 
     # sorting by a column header: highest first, then lowest first
