@@ -350,6 +350,7 @@ def test_failing_store_writes_never_stop_the_fit(tracked, data, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(Client, "log_batch", broken)
+    monkeypatch.setattr(Client, "log_metric_points", broken)  # the metric points' way
     tracked.pytorch.autolog(log_every_n_step=1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -661,6 +662,7 @@ def test_track_training_survives_a_failing_store(tracked, data, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(Client, "log_batch", broken)
+    monkeypatch.setattr(Client, "log_metric_points", broken)  # the metric points' way
     X = data[0][:32]
     model = nn.Linear(4, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)

@@ -48,18 +48,9 @@ class MetricBuffer:
         that is down must not make the training hold every point in memory)."""
         if not self.points:
             return
-        from jupyter_mltrack.entities import Metric
-
         points, self.points = self.points, []
-        log_points = getattr(self.client, "log_metric_points", None)
         for start in range(0, len(points), BATCH_SIZE):
-            chunk = points[start : start + BATCH_SIZE]
-            if log_points is not None:
-                log_points(self.run_id, chunk)
-            else:
-                self.client.log_batch(
-                    self.run_id, metrics=[Metric(k, v, t, s) for k, v, t, s in chunk]
-                )
+            self.client.log_metric_points(self.run_id, points[start : start + BATCH_SIZE])
 
 
 def to_float(value: Any) -> float | None:
