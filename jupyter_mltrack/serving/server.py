@@ -96,9 +96,11 @@ def run_server(
     """Serve ``model_uri`` in the foreground until interrupted (``mltrack models serve``)."""
     import gc
 
+    from jupyter_mltrack.serving.deferred_imports import defer_heavy_imports
     from jupyter_mltrack.serving.early_resolve import EarlyResolution
 
     started = time.perf_counter()
+    defer_heavy_imports()  # this process only serves: scipy.stats loads when first used
     # Imports and unpickling allocate millions of objects that all live as long as the server:
     # collecting during startup only costs time (~3% of it), and frozen afterwards they are
     # never scanned again by the collections that run while serving.
@@ -166,6 +168,9 @@ def run_server(
 
 def app_from_env() -> Any:
     """The app of one uvicorn worker process, from the options the parent put in the env."""
+    from jupyter_mltrack.serving.deferred_imports import defer_heavy_imports
+
+    defer_heavy_imports()
     from jupyter_mltrack.serving.app import create_app
 
     _log_to_stderr()
