@@ -16,12 +16,15 @@ and the venv's bin directory is put first on PATH as activating the venv would: 
 starts ``uvicorn`` from PATH).
 Per model, one server at a time:
 
-- startup: from ``Popen`` to the first 200 on ``GET /ping`` (polled every 20 ms);
+- startup: from ``Popen`` to the first 200 on ``GET /ping`` (polled every 20 ms), the median
+  of three starts (the last server started stays up for the rest);
 - sequential latency: 50 warm-up requests, then 1,000 one-row ``dataframe_records`` POSTs to
   ``/invocations`` on one keep-alive ``http.client`` connection, p50/p99/mean;
 - throughput: 8 client threads, each with its own keep-alive connection, for 5 s;
 - memory: VmRSS (and PSS) summed over the server's process tree from /proc, after the load;
-- the model's own one-row ``predict`` in this process (median), for the RandomForest target.
+- the model's own one-row ``predict`` in this process, timed right after each sequential
+  request on the same row (so both see the same moment of the machine), for the RandomForest
+  target.
 
 Every response is checked (status 200, JSON ``predictions`` of length 1); errors are counted,
 and so are predictions that differ from the fitted model's. Servers are stopped by PID
@@ -74,8 +77,8 @@ LOG_DIR = WORK_ROOT / "logs"
 
 def sizes(quick: bool) -> dict[str, Any]:
     if quick:
-        return {"warmup": 10, "sequential": 100, "concurrent_s": 1.0, "predict": 50}
-    return {"warmup": 50, "sequential": 1000, "concurrent_s": 5.0, "predict": 300}
+        return {"warmup": 10, "sequential": 100, "concurrent_s": 1.0, "starts": 1}
+    return {"warmup": 50, "sequential": 1000, "concurrent_s": 5.0, "starts": 3}
 
 
 def train() -> tuple[Any, dict[str, Any]]:
@@ -90,18 +93,6 @@ def train() -> tuple[Any, dict[str, Any]]:
         logreg = LogisticRegression(max_iter=10000).fit(X, y)
     forest = RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y)
     return X, {"logreg": logreg, "forest": forest}
-
-
-def predict_time(model: Any, rows: list[Any], n: int) -> dict[str, float]:
-    """The fitted model's own ``predict`` on a one-row DataFrame, in this process."""
-    samples = []
-    for i in range(n + 5):
-        row = rows[i % len(rows)]
-        t0 = time.perf_counter()
-        model.predict(row)
-        if i >= 5:  # first calls: warm-up
-            samples.append(time.perf_counter() - t0)
-    return summary(samples)
 
 
 def log_models(lib: str, models: dict[str, Any], X: Any, uri: str) -> dict[str, str]:
@@ -279,12 +270,22 @@ def count_error(kinds: dict[str, int], error: str | None) -> None:
         kinds[error] = kinds.get(error, 0) + 1
 
 
-def sequential(port: int, bodies: list[tuple[bytes, Any]], n: int, warmup: int) -> dict[str, Any]:
-    client, kinds, samples, mismatched = Client(port), {}, [], 0
+def sequential(
+    port: int,
+    bodies: list[tuple[bytes, Any]],
+    n: int,
+    warmup: int,
+    model: Any,
+    rows: list[Any],
+) -> dict[str, Any]:
+    """``n`` requests one after another; after each, the fitted ``model`` predicts the same row
+    here (its own predict time, taken in the same moments as the requests)."""
+    client, kinds, samples, mismatched, own = Client(port), {}, [], 0, []
     for i in range(warmup):
         body, expected = bodies[i % len(bodies)]
         _, error, _ = client.call(body, expected)
         count_error(kinds, error)
+        model.predict(rows[i % len(rows)])
     start = time.perf_counter()
     for i in range(n):
         if time.perf_counter() - start > SEQUENTIAL_BUDGET_S:
@@ -295,9 +296,13 @@ def sequential(port: int, bodies: list[tuple[bytes, Any]], n: int, warmup: int) 
         if error is None:
             samples.append(seconds)
             mismatched += not match
+        t0 = time.perf_counter()
+        model.predict(rows[i % len(rows)])
+        own.append(time.perf_counter() - t0)
     client.close()
     errors = sum(kinds.values())
     return {
+        "own_predict": summary(own),
         **percentiles(samples),
         "requested": n,
         "warmup": warmup,
@@ -357,44 +362,74 @@ def concurrent(port: int, bodies: list[tuple[bytes, Any]], seconds: float) -> di
     }
 
 
-def bench_model(
-    lib: str, name: str, model_uri: str, env: dict[str, str], bodies: list[Any], n: dict[str, Any]
-) -> dict[str, Any]:
-    """Start, measure and stop one server; retried once with a longer startup timeout."""
+def start_server(
+    lib: str, name: str, model_uri: str, env: dict[str, str], label: str
+) -> tuple[Server | None, float | None, list[str]]:
+    """Start one server; (server, seconds to the first /ping, failures). Retried once with a
+    longer startup timeout; (None, None, failures) when both attempts fail."""
     failures = []
     for attempt, timeout in enumerate(STARTUP_TIMEOUTS_S, start=1):
         port = free_port()
-        log = LOG_DIR / f"serve-{lib}-{name}-server-{attempt}.log"
+        log = LOG_DIR / f"serve-{lib}-{name}-server-{label}-{attempt}.log"
         cmd = serve_command(lib, Path(sys.executable).parent, model_uri, port)
         server = Server(cmd, env, port, log)
         try:
-            startup = server.wait_ready(timeout)
+            return server, server.wait_ready(timeout), failures
         except BaseException as exc:
             server.stop()
             if not isinstance(exc, RuntimeError):
                 raise
             tail = " | ".join(log.read_text().strip().splitlines()[-3:])[-300:]
-            failures.append(f"attempt {attempt}: {exc} (log tail: {tail})")
+            failures.append(f"start {label} attempt {attempt}: {exc} (log tail: {tail})")
             print(f"[serve] {lib} {name}: {failures[-1]}", file=sys.stderr, flush=True)
-            continue
-        try:
-            out: dict[str, Any] = {"startup_s": startup, "attempts": attempt}
-            out["memory_idle"] = tree_memory(server.proc.pid)
-            out["sequential"] = sequential(port, bodies, n["sequential"], n["warmup"])
-            out["concurrent"] = concurrent(port, bodies, n["concurrent_s"])
-            out["memory"] = tree_memory(server.proc.pid)
-            out["rss_mb"] = out["memory"]["rss_bytes"] / 2**20
-            out["errors"] = out["sequential"]["errors"] + out["concurrent"]["errors"]
-            out["mismatched"] = out["sequential"]["mismatched"] + out["concurrent"]["mismatched"]
-            if failures:
-                out["failures"] = failures
-            alive = server.proc.poll() is None
-            if not alive:
-                out["exited_during_load"] = server.proc.returncode
-        finally:
+    return None, None, failures
+
+
+def bench_model(
+    lib: str,
+    name: str,
+    model_uri: str,
+    env: dict[str, str],
+    bodies: list[Any],
+    n: dict[str, Any],
+    model: Any,
+    rows: list[Any],
+) -> dict[str, Any]:
+    """Start the server ``n["starts"]`` times (startup: the median); measure the last one."""
+    failures: list[str] = []
+    startups: list[float] = []
+    server = None
+    for k in range(n["starts"]):
+        server, seconds, failed = start_server(lib, name, model_uri, env, str(k + 1))
+        failures += failed
+        if server is None:
+            return {"error": "server did not start: " + "; ".join(failures), "failures": failures}
+        startups.append(seconds)
+        if k < n["starts"] - 1:
             server.stop()
-        return out
-    return {"error": "server did not start: " + "; ".join(failures), "failures": failures}
+    assert server is not None
+    try:
+        out: dict[str, Any] = {
+            "startup_s": statistics.median(startups),
+            "startup_samples_s": startups,
+        }
+        out["memory_idle"] = tree_memory(server.proc.pid)
+        out["sequential"] = sequential(
+            server.port, bodies, n["sequential"], n["warmup"], model, rows
+        )
+        out["predict"] = out["sequential"].pop("own_predict")
+        out["concurrent"] = concurrent(server.port, bodies, n["concurrent_s"])
+        out["memory"] = tree_memory(server.proc.pid)
+        out["rss_mb"] = out["memory"]["rss_bytes"] / 2**20
+        out["errors"] = out["sequential"]["errors"] + out["concurrent"]["errors"]
+        out["mismatched"] = out["sequential"]["mismatched"] + out["concurrent"]["mismatched"]
+        if failures:
+            out["failures"] = failures
+        if server.proc.poll() is not None:
+            out["exited_during_load"] = server.proc.returncode
+    finally:
+        server.stop()
+    return out
 
 
 def main() -> None:
@@ -432,11 +467,11 @@ def main() -> None:
                 (json.dumps({"dataframe_records": [rec]}).encode(), pred)
                 for rec, pred in zip(records, preds, strict=True)
             ]
-            own = predict_time(model, one_row, n["predict"])
-            entry = bench_model(args.lib, name, uris[name], env, bodies, n)
-            entry["predict"] = own
+            entry = bench_model(args.lib, name, uris[name], env, bodies, n, model, one_row)
             if "sequential" in entry and "p50" in entry["sequential"]:
-                entry["p50_minus_predict_s"] = entry["sequential"]["p50"] - own["median"]
+                entry["p50_minus_predict_s"] = (
+                    entry["sequential"]["p50"] - entry["predict"]["median"]
+                )
             result[name] = entry
             print(f"[serve] {args.lib} {name}: {json.dumps(entry)[:300]}", file=sys.stderr)
     emit(result)

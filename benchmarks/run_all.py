@@ -777,6 +777,16 @@ def models_notes(per_lib: dict[str, Result]) -> list[str]:
     return notes
 
 
+def startups(result: Result) -> str:
+    """The startup samples of both models, for the notes."""
+    parts = []
+    for key, name in (("logreg", "LogisticRegression"), ("forest", "RandomForest")):
+        samples = get(result, f"{key}.startup_samples_s") or []
+        if samples:
+            parts.append(f"{name} " + " / ".join(f"{s:.2f}" for s in samples) + " s")
+    return ", ".join(parts) or "?"
+
+
 def serve_notes(per_lib: dict[str, Result]) -> list[str]:
     """How the serving figures were taken, and anything that went wrong."""
     if not per_lib:
@@ -800,11 +810,14 @@ def serve_notes(per_lib: dict[str, Result]) -> list[str]:
         f"the same machine ({os.cpu_count()} cores) and its own Python cost is part of every "
         "figure, on both sides alike. Every response is checked (status 200, a `predictions` "
         "list of length 1) and its value compared with the fitted model's.",
-        "Startup: from `Popen` of the CLI to the first 200 on GET /ping, polled every 20 ms. "
+        "Startup: from `Popen` of the CLI to the first 200 on GET /ping, polled every 20 ms; "
+        f"the median of {sizes.get('starts', 1)} starts per model and side ({startups(ours)}; "
+        f"MLflow {startups(theirs)}). "
         "Memory: VmRSS summed over the server's process tree (MLflow: its CLI process plus the "
         "uvicorn process it starts) from /proc after the load; the sum counts shared pages once "
         "per process, so PSS is given below. The model's own predict: the fitted estimator's "
-        "`predict` on a one-row DataFrame in the benchmark process (median), scikit-learn "
+        "`predict` on the same one-row DataFrame in the benchmark process right after each "
+        "sequential request (median; both taken in the same moments), scikit-learn "
         f"{get(ours, 'sklearn') or '?'} (ours) / {get(theirs, 'sklearn') or '?'} (MLflow's venv).",
     ]
     pss = []
@@ -1188,6 +1201,14 @@ def main() -> None:
         subprocess.run(["bash", str(BENCH_DIR / "setup_mlflow_venv.sh"), *torch], check=True)
     pythons = {"mltrack": args.ours_python, "mlflow": args.mlflow_python}
     LOG_DIR.mkdir(parents=True, exist_ok=True)
+    if "mltrack" in libs:
+        # Byte-compile the package as installing a wheel does (MLflow's venv got that from pip):
+        # the editable install would otherwise compile every module on each start when
+        # PYTHONDONTWRITEBYTECODE is set.
+        subprocess.run(
+            [str(args.ours_python), "-m", "compileall", "-q", str(REPO / "jupyter_mltrack")],
+            check=True,
+        )
 
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
