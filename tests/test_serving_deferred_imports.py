@@ -246,3 +246,30 @@ def test_the_server_process_never_loads_scipy_stats_for_a_forest(
         assert stats_mapped is (switch is not None)
     finally:
         stop_server(proc)
+
+
+def test_a_model_that_uses_scipy_stats_is_served_right(tmp_path: Path) -> None:
+    import pandas as pd
+    from scipy.stats import norm
+
+    import jupyter_mltrack as mlflow
+
+    store = str(tmp_path / "store")
+    mlflow.set_tracking_uri(store)
+    with mlflow.start_run() as run_:  # a lambda travels by value; its predict calls scipy.stats
+        mlflow.pyfunc.log_model(
+            name="model",
+            python_model=lambda df: __import__("scipy.stats").stats.norm.cdf(df["x"]).tolist(),
+        )
+    mlflow.set_tracking_uri(None)
+    port = free_port()
+    env = {**os.environ, "MLTRACK_TRACKING_URI": store}
+    proc = start_server(serve_cmd(f"runs:/{run_.info.run_id}/model", port), port, env)
+    try:
+        rows = pd.DataFrame({"x": [-1.0, 0.0, 2.5]})
+        status, answer = invoke(port, {"dataframe_split": rows.to_dict(orient="split")})
+        assert status == 200, answer
+        assert answer["predictions"] == pytest.approx(norm.cdf(rows["x"]).tolist())
+        assert "scipy/stats/_stats" in _maps(proc.pid)  # loaded by the first request
+    finally:
+        stop_server(proc)
