@@ -5,8 +5,8 @@ Importing scikit-learn imports ``scipy.stats`` (``sklearn.utils.fixes`` and a fe
 predicting with a fitted estimator rarely calls into it. In the server process only (never in a
 notebook kernel), ``scipy.stats`` is created as a placeholder module that:
 
-- hands out, for a few well-known functions (``DEFERRED_FUNCTIONS``), a forwarding function that
-  imports the real module when first called;
+- hands out, for the few names libraries bind when they are imported (``DEFERRED_FUNCTIONS``,
+  ``DEFERRED_DISTRIBUTIONS``), a stand-in that imports the real module when first used;
 - runs the real ``scipy/stats/__init__.py`` in place (the very same module object, so every
   reference stays valid) on the first access to anything else, and before any of its
   submodules is imported (``scipy.stats._continuous_distns`` from a pickled distribution,
