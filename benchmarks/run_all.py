@@ -811,8 +811,12 @@ def serve_notes(per_lib: dict[str, Result]) -> list[str]:
         "figure, on both sides alike. Every response is checked (status 200, a `predictions` "
         "list of length 1) and its value compared with the fitted model's.",
         "Startup: from `Popen` of the CLI to the first 200 on GET /ping, polled every 20 ms; "
-        f"the median of {sizes.get('starts', 1)} starts per model and side ({startups(ours)}; "
-        f"MLflow {startups(theirs)}). "
+        + (
+            f"the median of {sizes['starts']} starts per model and side"
+            if sizes.get("starts", 1) > 1
+            else "one start per model and side"
+        )
+        + f" (ours {startups(ours)}; MLflow {startups(theirs)}). "
         "Memory: VmRSS summed over the server's process tree (MLflow: its CLI process plus the "
         "uvicorn process it starts) from /proc after the load; the sum counts shared pages once "
         "per process, so PSS is given below. The model's own predict: the fitted estimator's "
