@@ -456,6 +456,9 @@ def test_server_killed_and_restarted_mid_load_loses_nothing(
 
 
 # -- local stand-in servers -------------------------------------------------------------------
+CUT = -200  # an answer status meaning: the headers of a 200 go out, the body never does
+
+
 class _Recorder:
     """A real HTTP server on 127.0.0.1 that records requests and answers from a script."""
 
@@ -476,10 +479,14 @@ class _Recorder:
                     (200, {}) if path == "/health" else recorder.answer(self.command, path, count)
                 )
                 data = json.dumps(body).encode()
-                self.send_response(status)
+                self.send_response(200 if status == CUT else status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
+                if status == CUT:  # as a server killed mid-reply: headers, then nothing
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
                 self.wfile.write(data)
 
             do_GET = do_POST = do_PATCH = do_DELETE = _handle
@@ -584,6 +591,37 @@ def test_log_batch_is_retried_but_a_create_is_not(fast_retries: None) -> None:
         assert len(server.calls("/runs/create")) == 1  # a create is never repeated after a 500
         store.log_batch("r1", [Metric("m", 1.0, 1, 0)], [], [])
         assert len(server.calls("/runs/log-batch")) == 2
+
+
+def test_an_answer_cut_after_its_headers_is_retried_when_safe(fast_retries: None) -> None:
+    """A server killed mid-reply: the headers arrive, the body does not. log-batch (idempotent)
+    is sent again and succeeds; a create is not repeated and says why."""
+
+    def answer(method: str, path: str, count: int) -> tuple[int, dict[str, Any]]:
+        if path.endswith("/runs/get"):
+            return 200, _RUN
+        if count == 1:
+            return CUT, {}
+        return 200, {"experiment_id": "7"} if path.endswith("/experiments/create") else {}
+
+    with _Recorder(answer) as server:
+        store = RestStore(server.url)
+        store.log_batch("r1", [Metric("m", 1.0, 1, 0)], [], [])
+        assert len(server.calls("/runs/log-batch")) == 2
+        with pytest.raises(MlflowException, match=r"cut its answer.*not repeated") as info:
+            store.create_experiment("e")
+        assert len(server.calls("/experiments/create")) == 1
+    assert "Traceback" not in str(info.value)
+
+
+def test_answers_cut_every_time_give_up_with_a_clear_error(fast_retries: None) -> None:
+    def answer(method: str, path: str, count: int) -> tuple[int, dict[str, Any]]:
+        return (200, _RUN) if path.endswith("/runs/get") else (CUT, {})
+
+    with _Recorder(answer) as server:
+        with pytest.raises(ServerUnreachable, match=r"cut its answer .* short 5 times"):
+            RestStore(server.url).log_batch("r1", [Metric("m", 1.0, 1, 0)], [], [])
+        assert len(server.calls("/runs/log-batch")) == 5  # 1 + MLFLOW_HTTP_REQUEST_MAX_RETRIES
 
 
 def test_create_is_retried_after_429(fast_retries: None) -> None:

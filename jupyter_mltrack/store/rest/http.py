@@ -23,6 +23,7 @@ import json
 import math
 import os
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -247,8 +248,44 @@ class HttpClient:
             kwargs["data"] = _dumps(body)
             headers["Content-Type"] = "application/json"
         url = self.base_url + endpoint
+        # urllib3's retries end with the answer's headers; an answer cut after them (the
+        # server died mid-reply) is retried here, for calls that are safe to repeat.
+        resendable = raw is None or isinstance(raw, (bytes, bytearray))
+        for attempt in range(max_retries + 1):
+            try:
+                response = self._send(session, method, url, endpoint, repeatable, kwargs)
+                break
+            except requests.exceptions.ChunkedEncodingError as err:
+                if not repeatable or not resendable:
+                    raise MlflowException(
+                        f"The tracking server at {self.display_url} cut its answer to {method} "
+                        f"{endpoint} short ({_reason(err)}). The call was not repeated because "
+                        "the server may have acted on it; check before trying again."
+                    ) from None
+                if attempt == max_retries:
+                    raise ServerUnreachable(
+                        f"The tracking server at {self.display_url} cut its answer to {method} "
+                        f"{endpoint} short {max_retries + 1} times ({_reason(err)}); "
+                        "try again later."
+                    ) from None
+                time.sleep(min(BACKOFF_MAX_S, backoff * 2**attempt))
+        if response.status_code >= 400:
+            raise self._error(response, method, endpoint)
+        return response
+
+    def _send(
+        self,
+        session: requests.Session,
+        method: str,
+        url: str,
+        endpoint: str,
+        repeatable: bool,
+        kwargs: dict[str, Any],
+    ) -> requests.Response:
+        """One request (with urllib3's retries); connection failures become clear errors."""
+        timeout = kwargs["timeout"]
         try:
-            response = session.request(method, url, **kwargs)
+            return session.request(method, url, **kwargs)
         except requests.exceptions.SSLError as err:
             raise ServerUnreachable(self._tls_message(err)) from None
         except requests.exceptions.ConnectTimeout as err:
@@ -267,9 +304,6 @@ class HttpClient:
                 f"The tracking server at {self.display_url} did not answer {method} {endpoint} "
                 f"within {timeout:g} s (MLFLOW_HTTP_REQUEST_TIMEOUT)."
             ) from None
-        if response.status_code >= 400:
-            raise self._error(response, method, endpoint)
-        return response
 
     def _probe(self) -> None:
         """One quick request before the first call, so a wrong URL fails fast and clearly.
