@@ -624,6 +624,85 @@ def test_answers_cut_every_time_give_up_with_a_clear_error(fast_retries: None) -
         assert len(server.calls("/runs/log-batch")) == 5  # 1 + MLFLOW_HTTP_REQUEST_MAX_RETRIES
 
 
+class _CuttingArtifactServer:
+    """A real HTTP server on 127.0.0.1 serving one artifact through the proxy's routes; the
+    first ``cuts`` downloads stop halfway (as a server killed mid-download)."""
+
+    def __init__(self, payload: bytes, cuts: int) -> None:
+        self.payload, self.cuts, self.downloads = payload, cuts, 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/health":
+                    body = b"OK"
+                elif "?" in self.path:  # a listing: the path names a file, not a folder
+                    body = b'{"files": []}'
+                else:
+                    owner.downloads += 1
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(owner.payload)))
+                    self.end_headers()
+                    if owner.downloads <= owner.cuts:
+                        self.wfile.write(owner.payload[: len(owner.payload) // 2])
+                        self.wfile.flush()
+                        self.close_connection = True
+                    else:
+                        self.wfile.write(owner.payload)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def repository(self) -> Any:
+        from jupyter_mltrack.store.artifacts_http import PROXY_PREFIX, HttpArtifactRepository
+
+        return HttpArtifactRepository(f"{self.url}{PROXY_PREFIX}/1/run/artifacts")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_download_cut_short_starts_again_and_leaves_no_half_file(
+    fast_retries: None, tmp_path: Path
+) -> None:
+    payload = os.urandom(200_000)
+    server = _CuttingArtifactServer(payload, cuts=2)
+    try:
+        dst = tmp_path / "dst"
+        local = server.repository().download_artifacts("model/weights.bin", str(dst))
+        assert Path(local).read_bytes() == payload
+        assert server.downloads == 3
+        assert sorted(p.name for p in dst.iterdir()) == ["weights.bin"]
+        server.downloads = 0
+        assert server.repository().read_bytes("model/weights.bin") == payload
+        assert server.downloads == 3
+    finally:
+        server.close()
+
+
+def test_a_download_cut_every_time_is_a_clear_error_and_writes_nothing(
+    fast_retries: None, tmp_path: Path
+) -> None:
+    server = _CuttingArtifactServer(os.urandom(50_000), cuts=100)
+    try:
+        with pytest.raises(ServerUnreachable, match=r"Downloading .* was cut short 5 times"):
+            server.repository().download_artifacts("weights.bin", str(tmp_path / "dst"))
+        assert list((tmp_path / "dst").iterdir()) == []
+        assert server.downloads == 5
+    finally:
+        server.close()
+
+
 def test_create_is_retried_after_429(fast_retries: None) -> None:
     def answer(method: str, path: str, count: int) -> tuple[int, dict[str, Any]]:
         if count == 1:

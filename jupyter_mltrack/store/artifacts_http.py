@@ -147,14 +147,23 @@ class HttpArtifactRepository(ArtifactRepository):
         return sorted(infos, key=lambda f: (not f.is_dir, f.path))
 
     def _download_file(self, artifact_path: str, local: str) -> None:
-        os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
-        response = self.http.request("GET", self._endpoint(artifact_path), stream=True)
-        try:
-            with open(local, "wb") as fh:
-                for chunk in response.iter_content(chunk_size=1 << 20):
-                    fh.write(chunk)
-        finally:
-            response.close()
+        """Download into a hidden file beside ``local``, renamed when whole: a download cut
+        short starts again (see ``HttpClient.read_streamed``) and never leaves half a file."""
+        folder = os.path.dirname(local) or "."
+        os.makedirs(folder, exist_ok=True)
+
+        def write(response: Any) -> None:
+            fd, part = tempfile.mkstemp(prefix=".part-", dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    for chunk in response.iter_content(chunk_size=1 << 20):
+                        fh.write(chunk)
+                os.replace(part, local)
+            finally:
+                if os.path.exists(part):
+                    os.unlink(part)
+
+        self.http.read_streamed(self._endpoint(artifact_path), write)
 
     def _download_tree(self, artifact_path: str, dest: str) -> bool:
         found = False
@@ -193,8 +202,8 @@ class HttpArtifactRepository(ArtifactRepository):
     def read_bytes(self, artifact_path: str, max_bytes: int | None = None) -> bytes:
         if not clean_artifact_path(artifact_path):
             raise ResourceDoesNotExist("read_artifact reads one file; give its path.")
-        response = self.http.request("GET", self._endpoint(artifact_path), stream=True)
-        try:
+
+        def read(response: Any) -> bytes:
             if max_bytes is None:
                 return response.content
             data = bytearray()
@@ -203,8 +212,8 @@ class HttpArtifactRepository(ArtifactRepository):
                 if len(data) >= max_bytes:
                     break
             return bytes(data[:max_bytes])
-        finally:
-            response.close()
+
+        return self.http.read_streamed(self._endpoint(artifact_path), read)
 
     def iter_bytes(self, artifact_path: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         response = self.http.request("GET", self._endpoint(artifact_path), stream=True)

@@ -24,8 +24,8 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -41,6 +41,9 @@ DEFAULT_TIMEOUT_S = 120.0
 BACKOFF_MAX_S = 60.0
 # The first contact with a host: a short probe, so a wrong URL fails in seconds, not minutes.
 _PROBE_TIMEOUT_S = 5.0
+
+
+T = TypeVar("T")
 
 
 class ServerUnreachable(StoreError):
@@ -272,6 +275,31 @@ class HttpClient:
         if response.status_code >= 400:
             raise self._error(response, method, endpoint)
         return response
+
+    def read_streamed(self, endpoint: str, consume: Callable[[requests.Response], T]) -> T:
+        """``GET endpoint`` streamed and handed to ``consume``; when the body is cut short (the
+        server died mid-download, the connection dropped) the whole GET starts again, up to
+        ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` times, and then fails with a clear error.
+        ``consume`` must start from scratch on each call."""
+        max_retries = int(_env_number("MLFLOW_HTTP_REQUEST_MAX_RETRIES", DEFAULT_MAX_RETRIES))
+        backoff = _env_number("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", DEFAULT_BACKOFF_FACTOR)
+        for attempt in range(max_retries + 1):
+            response = self.request("GET", endpoint, stream=True)
+            try:
+                return consume(response)
+            except (
+                requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ConnectionError,
+            ) as err:
+                if attempt == max_retries:
+                    raise ServerUnreachable(
+                        f"Downloading {endpoint} from {self.display_url} was cut short "
+                        f"{max_retries + 1} times ({_reason(err)}); try again later."
+                    ) from None
+            finally:
+                response.close()
+            time.sleep(min(BACKOFF_MAX_S, backoff * 2**attempt))
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _send(
         self,
