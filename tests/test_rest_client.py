@@ -699,6 +699,9 @@ def test_a_download_cut_every_time_is_a_clear_error_and_writes_nothing(
             server.repository().download_artifacts("weights.bin", str(tmp_path / "dst"))
         assert list((tmp_path / "dst").iterdir()) == []
         assert server.downloads == 5
+        with pytest.raises(ServerUnreachable, match=r"Downloading .* was cut short \("):
+            b"".join(server.repository().iter_bytes("weights.bin"))  # streamed: not restarted
+        assert server.downloads == 6
     finally:
         server.close()
 

@@ -216,9 +216,12 @@ class HttpArtifactRepository(ArtifactRepository):
         return self.http.read_streamed(self._endpoint(artifact_path), read)
 
     def iter_bytes(self, artifact_path: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        response = self.http.request("GET", self._endpoint(artifact_path), stream=True)
+        endpoint = self._endpoint(artifact_path)
+        response = self.http.request("GET", endpoint, stream=True)
         try:
             yield from response.iter_content(chunk_size=chunk_size)
+        except self.http.CUT_SHORT as err:  # part of it is already with the caller: no restart
+            raise self.http.download_cut_short(endpoint, err) from None
         finally:
             response.close()
 

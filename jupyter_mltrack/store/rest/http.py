@@ -276,6 +276,9 @@ class HttpClient:
             raise self._error(response, method, endpoint)
         return response
 
+    #: what reading a streamed body raises when the connection breaks mid-way
+    CUT_SHORT = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)
+
     def read_streamed(self, endpoint: str, consume: Callable[[requests.Response], T]) -> T:
         """``GET endpoint`` streamed and handed to ``consume``; when the body is cut short (the
         server died mid-download, the connection dropped) the whole GET starts again, up to
@@ -287,19 +290,21 @@ class HttpClient:
             response = self.request("GET", endpoint, stream=True)
             try:
                 return consume(response)
-            except (
-                requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ConnectionError,
-            ) as err:
+            except self.CUT_SHORT as err:
                 if attempt == max_retries:
-                    raise ServerUnreachable(
-                        f"Downloading {endpoint} from {self.display_url} was cut short "
-                        f"{max_retries + 1} times ({_reason(err)}); try again later."
-                    ) from None
+                    raise self.download_cut_short(endpoint, err, max_retries + 1) from None
             finally:
                 response.close()
             time.sleep(min(BACKOFF_MAX_S, backoff * 2**attempt))
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def download_cut_short(self, endpoint: str, err: BaseException, times: int = 1) -> StoreError:
+        """The error for a download whose body stopped coming (``times`` attempts)."""
+        how_often = f" {times} times" if times > 1 else ""
+        return ServerUnreachable(
+            f"Downloading {endpoint} from {self.display_url} was cut short{how_often} "
+            f"({_reason(err)}); try again later."
+        )
 
     def _send(
         self,
