@@ -107,6 +107,17 @@ def _quiet_insecure(host: str) -> None:
     )
 
 
+def _retry_settings() -> tuple[int, float]:
+    """(MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR), read at each call."""
+    max_retries = int(_env_number("MLFLOW_HTTP_REQUEST_MAX_RETRIES", DEFAULT_MAX_RETRIES))
+    return max_retries, _env_number("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", DEFAULT_BACKOFF_FACTOR)
+
+
+def _pause(backoff: float, attempt: int) -> None:
+    """Sleep before retry ``attempt + 1`` our own loops make (urllib3's backoff, same cap)."""
+    time.sleep(min(BACKOFF_MAX_S, backoff * 2**attempt))
+
+
 def public_url(url: str) -> str:
     """``url`` without credentials embedded in it (for messages)."""
     parts = urlsplit(url)
@@ -221,8 +232,7 @@ class HttpClient:
         """The raw response of a call (errors already raised); ``raw`` sends bytes/a file."""
         if not self._reached:
             self._probe()
-        max_retries = int(_env_number("MLFLOW_HTTP_REQUEST_MAX_RETRIES", DEFAULT_MAX_RETRIES))
-        backoff = _env_number("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", DEFAULT_BACKOFF_FACTOR)
+        max_retries, backoff = _retry_settings()
         timeout = _env_number("MLFLOW_HTTP_REQUEST_TIMEOUT", DEFAULT_TIMEOUT_S) or None
         session = self._session(repeatable, max_retries, backoff)
         headers = auth_headers()
@@ -271,7 +281,7 @@ class HttpClient:
                         f"{endpoint} short {max_retries + 1} times ({_reason(err)}); "
                         "try again later."
                     ) from None
-                time.sleep(min(BACKOFF_MAX_S, backoff * 2**attempt))
+                _pause(backoff, attempt)
         if response.status_code >= 400:
             raise self._error(response, method, endpoint)
         return response
@@ -284,8 +294,7 @@ class HttpClient:
         server died mid-download, the connection dropped) the whole GET starts again, up to
         ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` times, and then fails with a clear error.
         ``consume`` must start from scratch on each call."""
-        max_retries = int(_env_number("MLFLOW_HTTP_REQUEST_MAX_RETRIES", DEFAULT_MAX_RETRIES))
-        backoff = _env_number("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", DEFAULT_BACKOFF_FACTOR)
+        max_retries, backoff = _retry_settings()
         for attempt in range(max_retries + 1):
             response = self.request("GET", endpoint, stream=True)
             try:
@@ -295,7 +304,7 @@ class HttpClient:
                     raise self.download_cut_short(endpoint, err, max_retries + 1) from None
             finally:
                 response.close()
-            time.sleep(min(BACKOFF_MAX_S, backoff * 2**attempt))
+            _pause(backoff, attempt)
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def download_cut_short(self, endpoint: str, err: BaseException, times: int = 1) -> StoreError:
